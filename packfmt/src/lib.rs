@@ -1,0 +1,19 @@
+//! The packd package format.
+//!
+//! A package is a squashfs image holding `meta/pack.yaml` (or `meta/snap.yaml`), optional
+//! `meta/hooks/*`, and the payload. This crate owns:
+//!
+//! - [`meta`]: the metadata model and its validation (snap.yaml's rules, with exact messages);
+//! - [`image`]: reading images (through squashfs-ng) and writing reproducible ones (through
+//!   libsquashfs's own writer API, bound with bindgen);
+//! - [`revision`]: revision numbers (`x1` for local installs, `1` for store ones).
+//!
+//! It does no privileged work and knows nothing about the daemon.
+
+pub mod image;
+pub mod meta;
+pub mod revision;
+
+pub use image::{Compression, ImageError, WriteOptions};
+pub use meta::{MetaError, PackMeta, PackType};
+pub use revision::Revision;
