@@ -1,0 +1,84 @@
+//! Errors of the sandbox builder: every failure names the step that failed.
+
+use std::fmt;
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+/// The named steps of a confined launch, in the order they run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    ReadSpec,
+    Namespaces,
+    Fork,
+    PrepareRoot,
+    Mount(String),
+    PivotRoot,
+    Hostname,
+    Loopback,
+    Session,
+    Cwd,
+    Identity,
+    CloseFds,
+    Exec(String),
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::ReadSpec => f.write_str("read-spec"),
+            Step::Namespaces => f.write_str("namespaces"),
+            Step::Fork => f.write_str("fork"),
+            Step::PrepareRoot => f.write_str("prepare-root"),
+            Step::Mount(what) => write!(f, "mount: {what}"),
+            Step::PivotRoot => f.write_str("pivot-root"),
+            Step::Hostname => f.write_str("hostname"),
+            Step::Loopback => f.write_str("loopback"),
+            Step::Session => f.write_str("session"),
+            Step::Cwd => f.write_str("cwd"),
+            Step::Identity => f.write_str("identity"),
+            Step::CloseFds => f.write_str("close-fds"),
+            Step::Exec(cmd) => write!(f, "exec {cmd}"),
+        }
+    }
+}
+
+/// A failed step, with the OS error number when there is one (the daemon maps ENOENT and
+/// EACCES at exec to the shell's 127 and 126).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("sandbox setup failed at step \"{step}\": {message}")]
+pub struct StepError {
+    pub step: Step,
+    pub message: String,
+    #[serde(default)]
+    pub errno: Option<i32>,
+}
+
+impl StepError {
+    pub fn io(step: Step, err: io::Error) -> Self {
+        let errno = err.raw_os_error();
+        let message = match err.get_ref() {
+            // Our own descriptive errors carry their message; OS errors get their text.
+            Some(inner) => inner.to_string(),
+            None => err.to_string(),
+        };
+        Self {
+            step,
+            message,
+            errno,
+        }
+    }
+
+    pub fn nix(step: Step, err: nix::Error) -> Self {
+        Self::io(step, io::Error::from(err))
+    }
+
+    pub fn msg(step: Step, message: impl Into<String>) -> Self {
+        Self {
+            step,
+            message: message.into(),
+            errno: None,
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The helper side of a launch (`pack-confine`): read the spec, build the sandbox, run the app.
+//!
+//! Three processes, each single-threaded:
+//!
+//! - the **supervisor** (the helper as spawned by the daemon, in the host's pid namespace)
+//!   unshares the namespaces, forks the init, relays the daemon's signals to it and exits with
+//!   its status;
+//! - the **init** (pid 1 of the new pid namespace) builds the file system, pivots into it, forks
+//!   the app, forwards signals to it and reaps orphans; when the app exits the init exits with
+//!   its status, and the kernel kills whatever is left in the namespace;
+//! - the **app** sets up its session and identity, closes stray descriptors and execs.
+//!
+//! Any failure is written as one JSON [`StepError`] line to the status descriptor (fd 4). That
+//! descriptor is close-on-exec, so the daemon reading it sees EOF exactly when the app's exec
+//! succeeds.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+
+use crate::error::{Step, StepError};
+use crate::spec::SandboxSpec;
+use crate::steps::{mounts, net, signals};
+use crate::sys::LinuxSys;
+
+/// The descriptor the spec arrives on.
+pub const SPEC_FD: i32 = 3;
+/// The descriptor step errors are written to.
+pub const STATUS_FD: i32 = 4;
+
+/// Exit status when the sandbox could not be built (as `docker run` uses 125).
+pub const EXIT_SETUP_FAILED: i32 = 125;
+/// The command exists but cannot be executed (as a shell reports).
+pub const EXIT_CANNOT_EXECUTE: i32 = 126;
+/// The command does not exist (as a shell reports).
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Where step errors go.
+pub struct StatusPipe(Option<File>);
+
+impl StatusPipe {
+    /// Takes over `fd`; a closed or invalid descriptor makes reports no-ops.
+    ///
+    /// # Safety
+    /// `fd` must be an open descriptor this process owns, or not open at all.
+    pub unsafe fn from_raw(fd: i32) -> Self {
+        // SAFETY: fcntl on any integer is harmless; it tells whether `fd` is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Self(None);
+        }
+        // Close-on-exec, so the pipe reaches EOF when the app's exec succeeds.
+        // SAFETY: `fd` is open (checked above).
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        // SAFETY: the caller guarantees we own `fd`.
+        Self(Some(unsafe { File::from_raw_fd(fd) }))
+    }
+
+    pub fn report(&mut self, err: &StepError) {
+        if let Some(f) = self.0.as_mut()
+            && let Ok(mut line) = serde_json::to_vec(err)
+        {
+            line.push(b'\n');
+            let _ = f.write_all(&line);
+        }
+    }
+
+    fn close(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// Entry point of `pack-confine`. Returns the process exit status.
+pub fn main() -> i32 {
+    // SAFETY: fd 4 is ours by the launch protocol (or not open at all).
+    let mut status = unsafe { StatusPipe::from_raw(STATUS_FD) };
+    let spec = match read_spec() {
+        Ok(spec) => spec,
+        Err(e) => {
+            status.report(&e);
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    match supervise(&spec, &mut status) {
+        Ok(code) => code,
+        Err(e) => {
+            status.report(&e);
+            EXIT_SETUP_FAILED
+        }
+    }
+}
+
+fn read_spec() -> Result<SandboxSpec, StepError> {
+    // SAFETY: fd 3 is ours by the launch protocol; if it is not open, read fails cleanly.
+    let mut file = unsafe { File::from_raw_fd(SPEC_FD) };
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf)
+        .map_err(|e| StepError::io(Step::ReadSpec, e))?;
+    serde_json::from_slice(&buf)
+        .map_err(|e| StepError::msg(Step::ReadSpec, format!("invalid sandbox spec: {e}")))
+}
+
+fn clone_flags(spec: &SandboxSpec) -> CloneFlags {
+    let ns = &spec.namespaces;
+    let mut flags = CloneFlags::CLONE_NEWNS;
+    for (on, flag) in [
+        (ns.pid, CloneFlags::CLONE_NEWPID),
+        (ns.ipc, CloneFlags::CLONE_NEWIPC),
+        (ns.uts, CloneFlags::CLONE_NEWUTS),
+        (ns.net, CloneFlags::CLONE_NEWNET),
+        (ns.cgroup, CloneFlags::CLONE_NEWCGROUP),
+    ] {
+        if on {
+            flags |= flag;
+        }
+    }
+    flags
+}
+
+/// The supervisor: unshare, fork the init, relay signals, exit with the init's status.
+fn supervise(spec: &SandboxSpec, status: &mut StatusPipe) -> Result<i32, StepError> {
+    let saved_mask = signals::block_all();
+    set_not_dumpable();
+    nix::sched::unshare(clone_flags(spec)).map_err(|e| StepError::nix(Step::Namespaces, e))?;
+    // SAFETY: this process is single-threaded (the helper never starts threads), so the child
+    // may do anything after fork.
+    match unsafe { nix::unistd::fork() }.map_err(|e| StepError::nix(Step::Fork, e))? {
+        nix::unistd::ForkResult::Child => {
+            let code = match init(spec, status, &saved_mask) {
+                Ok(code) => code,
+                Err(e) => {
+                    status.report(&e);
+                    EXIT_SETUP_FAILED
+                }
+            };
+            // SAFETY: leaving the forked child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            status.close();
+            Ok(signals::relay_until_exit(child.as_raw()))
+        }
+    }
+}
+
+/// The init: build the file system, fork the app, forward signals, reap.
+fn init(
+    spec: &SandboxSpec,
+    status: &mut StatusPipe,
+    saved_mask: &libc::sigset_t,
+) -> Result<i32, StepError> {
+    // Die with the supervisor; the kernel then kills everything in the pid namespace.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    let sys = LinuxSys;
+    mounts::prepare_root(&sys, &spec.root)?;
+    mounts::apply(&sys, &spec.root, &spec.mounts)?;
+    mounts::pivot(&sys, &spec.root)?;
+    if spec.namespaces.uts {
+        nix::unistd::sethostname(&spec.hostname).map_err(|e| StepError::nix(Step::Hostname, e))?;
+    }
+    if spec.namespaces.net {
+        net::loopback_up()?;
+    }
+    // SAFETY: single-threaded, as above.
+    match unsafe { nix::unistd::fork() }.map_err(|e| StepError::nix(Step::Fork, e))? {
+        nix::unistd::ForkResult::Child => {
+            let err = exec_app(spec, saved_mask);
+            let code = match err.errno {
+                Some(libc::ENOENT) if matches!(err.step, Step::Exec(_)) => EXIT_NOT_FOUND,
+                Some(_) if matches!(err.step, Step::Exec(_)) => EXIT_CANNOT_EXECUTE,
+                _ => EXIT_SETUP_FAILED,
+            };
+            status.report(&err);
+            // SAFETY: leaving the forked child.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            status.close();
+            Ok(signals::relay_until_exit(child.as_raw()))
+        }
+    }
+}
+
+/// The app: session, working directory, identity, descriptors, exec. Returns only on failure.
+fn exec_app(spec: &SandboxSpec, saved_mask: &libc::sigset_t) -> StepError {
+    let p = &spec.process;
+    signals::restore(saved_mask);
+    if let Err(e) = nix::unistd::setsid() {
+        return StepError::nix(Step::Session, e);
+    }
+    if let Err(e) = enter_cwd(&p.cwd, &p.fallback_cwd) {
+        return e;
+    }
+    if let Err(e) = crate::steps::identity::switch(p.uid, p.gid, &p.groups) {
+        return e;
+    }
+    // Nothing but 0-2 crosses exec (runc CVE-2024-21626): mark every other descriptor
+    // close-on-exec; the status pipe already is.
+    // SAFETY: close_range with constant arguments.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        return StepError::io(Step::CloseFds, std::io::Error::last_os_error());
+    }
+    let Some(exe) = p.argv.first() else {
+        return StepError::msg(Step::Exec(String::new()), "empty command");
+    };
+    let to_c = |v: &[String]| -> Result<Vec<CString>, StepError> {
+        v.iter()
+            .map(|s| {
+                CString::new(s.as_bytes()).map_err(|_| {
+                    StepError::msg(Step::Exec(exe.clone()), "argument contains a NUL byte")
+                })
+            })
+            .collect()
+    };
+    let (argv, env) = match (to_c(&p.argv), to_c(&p.env)) {
+        (Ok(a), Ok(e)) => (a, e),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    match nix::unistd::execve(&argv[0], &argv, &env) {
+        Err(e) => StepError::nix(Step::Exec(exe.clone()), e),
+        Ok(never) => match never {},
+    }
+}
+
+/// Enters `cwd` inside the sandbox, or `fallback`; then checks the kernel agrees the directory is
+/// inside the new root (a leaked descriptor as cwd would show as unreachable).
+fn enter_cwd(cwd: &Path, fallback: &Path) -> Result<(), StepError> {
+    if nix::unistd::chdir(cwd).is_err() {
+        nix::unistd::chdir(fallback).map_err(|e| StepError::nix(Step::Cwd, e))?;
+    }
+    let here = nix::unistd::getcwd().map_err(|e| StepError::nix(Step::Cwd, e))?;
+    if !here.is_absolute() {
+        return Err(StepError::msg(
+            Step::Cwd,
+            format!(
+                "working directory {} is outside the sandbox",
+                here.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn set_not_dumpable() {
+    // Not dumpable: the app cannot ptrace or open /proc/PID/* of its supervisors.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}

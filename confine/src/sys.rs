@@ -1,0 +1,225 @@
+//! The syscall seam: every file-system change the sandbox builder makes goes through [`Sys`], so
+//! the mount plan can be tested with a recording fake and no root (as youki does).
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::mount::{MntFlags, MsFlags};
+
+/// What is at a path, without following symlinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+    Other,
+}
+
+pub trait Sys {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()>;
+    fn umount_detach(&self, target: &Path) -> io::Result<()>;
+    /// Creates one directory; an existing directory is fine.
+    fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Creates an empty file (a mount point for a device); an existing file is fine.
+    fn create_file(&self, path: &Path) -> io::Result<()>;
+    fn symlink(&self, points_to: &Path, at: &Path) -> io::Result<()>;
+    /// `None` when nothing is there.
+    fn lstat(&self, path: &Path) -> io::Result<Option<Kind>>;
+    /// Makes `new_root` the root of the mount namespace and detaches the old one.
+    fn pivot_root(&self, new_root: &Path) -> io::Result<()>;
+}
+
+/// The real kernel.
+pub struct LinuxSys;
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+impl Sys for LinuxSys {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        nix::mount::mount(source, target, fstype, flags, data).map_err(io::Error::from)
+    }
+
+    fn umount_detach(&self, target: &Path) -> io::Result<()> {
+        nix::mount::umount2(target, MntFlags::MNT_DETACH).map_err(io::Error::from)
+    }
+
+    fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()> {
+        let c = cpath(path)?;
+        // SAFETY: `c` is a valid NUL-terminated path.
+        if unsafe { libc::mkdir(c.as_ptr(), mode) } == 0 {
+            // mkdir honours the umask; set the exact mode (sticky bits included).
+            // SAFETY: as above.
+            if unsafe { libc::chmod(c.as_ptr(), mode) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EEXIST) && self.lstat(path)? == Some(Kind::Dir) {
+            return Ok(());
+        }
+        Err(err)
+    }
+
+    fn create_file(&self, path: &Path) -> io::Result<()> {
+        let c = cpath(path)?;
+        // SAFETY: `c` is a valid path; the returned fd is closed right away.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened by us.
+        unsafe { libc::close(fd) };
+        Ok(())
+    }
+
+    fn symlink(&self, points_to: &Path, at: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(points_to, at)
+    }
+
+    fn lstat(&self, path: &Path) -> io::Result<Option<Kind>> {
+        match std::fs::symlink_metadata(path) {
+            Ok(md) => {
+                let ft = md.file_type();
+                Ok(Some(if ft.is_dir() {
+                    Kind::Dir
+                } else if ft.is_file() {
+                    Kind::File
+                } else if ft.is_symlink() {
+                    Kind::Symlink
+                } else {
+                    Kind::Other
+                }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn pivot_root(&self, new_root: &Path) -> io::Result<()> {
+        // pivot_root(".", ".") stacks the old root on top of the new one at "/"; detaching it
+        // then leaves only the new root, with no need for a put_old directory in a read-only
+        // base.
+        nix::unistd::chdir(new_root)?;
+        nix::unistd::pivot_root(".", ".")?;
+        nix::mount::umount2(".", MntFlags::MNT_DETACH)?;
+        nix::unistd::chdir("/")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! A recording fake that keeps a tiny in-memory file tree.
+
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[derive(Default)]
+    pub struct RecordingSys {
+        pub calls: RefCell<Vec<String>>,
+        pub tree: RefCell<BTreeMap<PathBuf, Kind>>,
+    }
+
+    impl RecordingSys {
+        pub fn with_dirs(dirs: &[&str]) -> Self {
+            let sys = Self::default();
+            for d in dirs {
+                sys.tree.borrow_mut().insert(PathBuf::from(d), Kind::Dir);
+            }
+            sys
+        }
+
+        fn record(&self, s: String) {
+            self.calls.borrow_mut().push(s);
+        }
+    }
+
+    impl Sys for RecordingSys {
+        fn mount(
+            &self,
+            source: Option<&Path>,
+            target: &Path,
+            fstype: Option<&str>,
+            flags: MsFlags,
+            data: Option<&str>,
+        ) -> io::Result<()> {
+            let flags = format!("{flags:?}");
+            let flags = flags
+                .strip_prefix("MsFlags(")
+                .and_then(|f| f.strip_suffix(')'))
+                .unwrap_or(&flags);
+            self.record(format!(
+                "mount {} {} {} {flags} {}",
+                source
+                    .map(|s| s.display().to_string())
+                    .unwrap_or("-".into()),
+                target.display(),
+                fstype.unwrap_or("-"),
+                data.unwrap_or("-")
+            ));
+            Ok(())
+        }
+        fn umount_detach(&self, target: &Path) -> io::Result<()> {
+            self.record(format!("umount {}", target.display()));
+            Ok(())
+        }
+        fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()> {
+            self.record(format!("mkdir {} {:o}", path.display(), mode));
+            self.tree.borrow_mut().insert(path.to_path_buf(), Kind::Dir);
+            Ok(())
+        }
+        fn create_file(&self, path: &Path) -> io::Result<()> {
+            self.record(format!("touch {}", path.display()));
+            self.tree
+                .borrow_mut()
+                .insert(path.to_path_buf(), Kind::File);
+            Ok(())
+        }
+        fn symlink(&self, points_to: &Path, at: &Path) -> io::Result<()> {
+            self.record(format!(
+                "symlink {} -> {}",
+                at.display(),
+                points_to.display()
+            ));
+            self.tree
+                .borrow_mut()
+                .insert(at.to_path_buf(), Kind::Symlink);
+            Ok(())
+        }
+        fn lstat(&self, path: &Path) -> io::Result<Option<Kind>> {
+            Ok(self.tree.borrow().get(path).copied())
+        }
+        fn pivot_root(&self, new_root: &Path) -> io::Result<()> {
+            self.record(format!("pivot_root {}", new_root.display()));
+            Ok(())
+        }
+    }
+}
