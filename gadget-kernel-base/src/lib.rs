@@ -1,0 +1,8 @@
+//! The device package types.
+//!
+//! - [`base`]: base root filesystems — what every base must contain, and builders for the
+//!   busybox and Debian bases (`pack base build`).
+//!
+//! Gadget and kernel packages arrive with their issues.
+
+pub mod base;
