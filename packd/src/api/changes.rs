@@ -1,0 +1,120 @@
+//! `/v2/changes`: follow what the daemon is doing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::response::{ApiError, ApiResult, sync};
+use super::types::{ChangeInfo, TaskInfo};
+use crate::daemon::Daemon;
+use crate::error::Error;
+use crate::state::{Change, Status};
+
+/// How long `?wait=true` holds a request before answering with the change as it is.
+const LONG_POLL: Duration = Duration::from_secs(10);
+
+pub fn status_word(s: Status) -> String {
+    format!("{s:?}")
+}
+
+pub fn change_info(c: &Change) -> ChangeInfo {
+    let time = |secs: u64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+            .to_string()
+    };
+    ChangeInfo {
+        id: c.id.to_string(),
+        kind: c.kind.clone(),
+        summary: c.summary.clone(),
+        status: status_word(c.status()),
+        ready: c.is_ready() && c.ready_time.is_some(),
+        spawn_time: time(c.spawn_time),
+        ready_time: c.ready_time.map(time),
+        err: c.err.clone(),
+        pack_names: vec![c.plan.pack_name().to_string()],
+        tasks: c
+            .tasks
+            .iter()
+            .map(|t| TaskInfo {
+                id: t.id.to_string(),
+                kind: serde_json::to_value(t.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                summary: t.summary.clone(),
+                status: status_word(t.status),
+                log: t.log.clone(),
+            })
+            .collect(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    select: Option<String>,
+}
+
+/// `GET /v2/changes?select=all|in-progress|ready` (default all).
+pub async fn list(State(d): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> ApiResult {
+    let select = q.select.as_deref().unwrap_or("all");
+    let keep: fn(&Change) -> bool = match select {
+        "all" => |_| true,
+        "in-progress" => |c| !c.is_ready(),
+        "ready" => |c| c.is_ready(),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid select {other:?}; use all, in-progress or ready"
+            )));
+        }
+    };
+    let infos: Vec<ChangeInfo> = d.store.read(|s| {
+        s.changes
+            .values()
+            .filter(|c| keep(c))
+            .map(change_info)
+            .collect()
+    });
+    Ok(sync(infos))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GetQuery {
+    /// Hold the answer until the change moves (or is ready), up to ten seconds.
+    #[serde(default)]
+    wait: bool,
+}
+
+/// `GET /v2/changes/{id}[?wait=true]`.
+pub async fn get(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<GetQuery>,
+) -> ApiResult<Response> {
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::bad_request(format!("invalid change id {id:?}; see 'pack changes'"))
+    })?;
+    let mut updates = d.store.subscribe();
+    let snapshot = || d.store.read(|s| s.changes.get(&id).map(change_info));
+    let mut info = snapshot().ok_or_else(|| Error::NotFound {
+        kind: "change-not-found",
+        message: format!("change {id} not found; see 'pack changes'"),
+    })?;
+    if q.wait && !info.ready {
+        let before = info.clone();
+        let deadline = tokio::time::Instant::now() + LONG_POLL;
+        while info == before {
+            if tokio::time::timeout_at(deadline, updates.changed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+            info = snapshot().unwrap_or(before.clone());
+        }
+    }
+    Ok(sync(info))
+}

@@ -1,0 +1,118 @@
+//! The HTTP/1.1 + JSON API on a Unix socket, shaped like snapd's `/v2`. Handlers are thin: they
+//! parse, check the caller, and call the daemon's managers.
+//!
+//! The caller is known only by `SO_PEERCRED` (integers from the kernel, never a string the
+//! client controls: snapd's CVE-2019-7304 lesson). Root may change the system; anyone may read.
+
+mod changes;
+pub mod fdpass;
+mod packs;
+pub mod response;
+mod run;
+pub mod types;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+use tower::ServiceExt;
+
+use crate::daemon::Daemon;
+use response::ApiError;
+
+/// Who is calling, from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+}
+
+impl Peer {
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// Refuses non-root callers with a message saying what needs root.
+    pub fn require_root(&self, what: &str) -> Result<(), ApiError> {
+        if self.is_root() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "{what} needs root; run the command with sudo"
+            )))
+        }
+    }
+}
+
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/v2/system-info", get(packs::system_info))
+        .route("/v2/packs", get(packs::list).post(packs::install))
+        .route("/v2/packs/{name}", get(packs::info).post(packs::action))
+        .route("/v2/changes", get(changes::list))
+        .route("/v2/changes/{id}", get(changes::get))
+        .route("/v2/run", post(run::run))
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not-found",
+                "no such API endpoint; is the pack client newer than packd?",
+            )
+        })
+        .with_state(daemon)
+}
+
+/// Serves connections until `shutdown` resolves. Each connection's peer credentials are
+/// attached to its requests.
+pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let peer = match stream.peer_cred() {
+            Ok(c) => Peer {
+                uid: c.uid(),
+                gid: c.gid(),
+                pid: c.pid(),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read peer credentials; dropping connection");
+                continue;
+            }
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(peer);
+                let app = app.clone();
+                async move {
+                    Ok::<_, Infallible>(
+                        app.oneshot(req.map(axum::body::Body::new))
+                            .await
+                            .unwrap_or_else(|e| match e {}),
+                    )
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,364 @@
+//! `/v2/packs`: list, info, install (upload) and remove.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::Response;
+use futures_util::StreamExt;
+use packfmt::meta::{host_arch, validate_pack_name};
+use packfmt::{PackType, Revision};
+use serde::Deserialize;
+use sha3::{Digest, Sha3_384};
+use tokio::io::AsyncWriteExt;
+
+use super::Peer;
+use super::response::{ApiError, ApiResult, accepted, sync};
+use super::types::{AppInfo, PackAction, PackInfo, RevisionInfo, SystemInfo};
+use crate::daemon::Daemon;
+use crate::error::{Error, Result};
+use crate::packs::inspect::{Inspected, inspect};
+use crate::packs::link::launcher_names;
+use crate::paths::Paths;
+use crate::state::{PackState, Plan, State as PackdState, TaskKind};
+
+pub async fn system_info(State(d): State<Arc<Daemon>>) -> Response {
+    sync(SystemInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        root: d.paths.root().to_path_buf(),
+        socket: d.config.socket.clone(),
+        architecture: host_arch().into(),
+    })
+}
+
+pub async fn list(State(d): State<Arc<Daemon>>) -> Response {
+    let infos: Vec<PackInfo> = d.store.read(|s| {
+        s.packs
+            .values()
+            .filter(|p| p.active)
+            .filter_map(|p| pack_info(&d.paths, p))
+            .collect()
+    });
+    sync(infos)
+}
+
+pub async fn info(State(d): State<Arc<Daemon>>, Path(name): Path<String>) -> ApiResult {
+    validate_pack_name(&name).map_err(ApiError::bad_request)?;
+    let info = d.store.read(|s| {
+        s.packs
+            .get(&name)
+            .filter(|p| p.active)
+            .and_then(|p| pack_info(&d.paths, p))
+    });
+    Ok(sync(info.ok_or_else(|| Error::pack_not_found(&name))?))
+}
+
+fn date(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+fn pack_info(paths: &Paths, p: &PackState) -> Option<PackInfo> {
+    let cur = p.current_revision()?;
+    let m = &cur.meta;
+    let launchers = launcher_names(m);
+    let mut notes = Vec::new();
+    if m.confinement == packfmt::meta::Confinement::Devmode {
+        notes.push("devmode".into());
+    }
+    if m.source == packfmt::meta::MetaSource::SnapYaml {
+        notes.push("snap.yaml".into());
+    }
+    Some(PackInfo {
+        name: p.name.clone(),
+        version: m.version.clone(),
+        revision: cur.revision,
+        pack_type: m.pack_type.as_str().into(),
+        base: m.base.clone(),
+        summary: m.summary.clone(),
+        description: m.description.clone(),
+        confinement: m.confinement.as_str().into(),
+        grade: format!("{:?}", m.grade).to_lowercase(),
+        notes,
+        installed_size: cur.size,
+        install_date: date(cur.installed_at),
+        sha3_384: cur.sha3_384.clone(),
+        mount: paths.mount_dir(&p.name, cur.revision),
+        apps: m
+            .apps
+            .values()
+            .zip(launchers)
+            .map(|(a, launcher)| AppInfo {
+                name: a.name.clone(),
+                command: a.command.clone(),
+                daemon: a.daemon.map(|d| d.as_str().into()),
+                launcher,
+            })
+            .collect(),
+        revisions: p
+            .sequence
+            .iter()
+            .map(|r| RevisionInfo {
+                revision: r.revision,
+                version: r.meta.version.clone(),
+                current: r.revision == p.current,
+                size: r.size,
+                install_date: date(r.installed_at),
+            })
+            .collect(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InstallQuery {
+    #[serde(default)]
+    dangerous: bool,
+    /// The user's file name, for messages only.
+    #[serde(default)]
+    filename: Option<String>,
+}
+
+/// A file name from the client, made safe to print: no control characters, bounded length.
+fn label(filename: Option<&str>) -> String {
+    match filename {
+        Some(f) if !f.is_empty() => {
+            let clean: String = f.chars().filter(|c| !c.is_control()).take(200).collect();
+            format!("{clean:?}")
+        }
+        _ => "the package".into(),
+    }
+}
+
+/// `POST /v2/packs?dangerous=true&filename=F` with the package as the body.
+pub async fn install(
+    State(d): State<Arc<Daemon>>,
+    Extension(peer): Extension<Peer>,
+    Query(q): Query<InstallQuery>,
+    body: Body,
+) -> ApiResult {
+    peer.require_root("installing a pack")?;
+    let label = label(q.filename.as_deref());
+    if !q.dangerous {
+        return Err(ApiError::bad_request(format!(
+            "cannot install {label}: local packages carry no store signature; pass --dangerous to install it anyway"
+        )));
+    }
+    // Stage the upload next to the blobs; dropped (deleted) on any error below.
+    let upload_dir = d.paths.upload_dir();
+    let staged = tempfile::Builder::new()
+        .prefix("upload-")
+        .suffix(".pack")
+        .tempfile_in(&upload_dir)
+        .map_err(|e| {
+            Error::io(
+                format!("cannot stage the upload in {}", upload_dir.display()),
+                e,
+            )
+        })?
+        .into_temp_path();
+    let (size, sha3) = receive(body, &staged).await?;
+    let path = staged.to_path_buf();
+    let label2 = label.clone();
+    let inspected = tokio::task::spawn_blocking(move || inspect(&path, &label2))
+        .await
+        .map_err(|e| Error::Internal(format!("inspection crashed: {e}")))??;
+    let name = inspected.meta.name.clone();
+    let id = d
+        .store
+        .update(|s| plan_install(s, inspected, staged.to_path_buf(), size, sha3, &label))?;
+    // The change owns the upload now.
+    staged
+        .keep()
+        .map_err(|e| Error::Internal(format!("cannot keep the upload: {e}")))?;
+    tracing::info!(change = id, pack = %name, "install queued");
+    d.engine.enqueue(id);
+    Ok(accepted(id))
+}
+
+/// Streams the request body to `path`, hashing it; returns (size, SHA3-384 hex).
+async fn receive(body: Body, path: &std::path::Path) -> Result<(u64, String)> {
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .await
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = Sha3_384::new();
+    let mut size = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::bad(format!("the upload was interrupted: {e}")))?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    file.into_inner()
+        .sync_all()
+        .await
+        .map_err(|e| Error::io(format!("cannot sync {}", path.display()), e))?;
+    if size == 0 {
+        return Err(Error::bad("the upload is empty; pass a .pack file"));
+    }
+    let hex = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((size, hex))
+}
+
+/// Checks the install against the state and adds its change; returns the change id.
+fn plan_install(
+    s: &mut PackdState,
+    inspected: Inspected,
+    staged: std::path::PathBuf,
+    size: u64,
+    sha3_384: String,
+    label: &str,
+) -> Result<u64> {
+    let meta = inspected.meta;
+    let name = meta.name.clone();
+    if let Some(c) = s.change_in_progress(&name) {
+        return Err(Error::Conflict(format!(
+            "pack {name:?} has change {} ({}) in progress; wait for it with 'pack watch {}'",
+            c.id, c.kind, c.id
+        )));
+    }
+    if let Some(existing) = s.packs.get(&name)
+        && existing.pack_type != meta.pack_type
+    {
+        return Err(Error::bad(format!(
+            "cannot install {label}: a pack of type {} named {name:?} is installed, and this one is of type {}",
+            existing.pack_type.as_str(),
+            meta.pack_type.as_str()
+        )));
+    }
+    if let Some(base) = &meta.base {
+        let installed = s
+            .packs
+            .get(base)
+            .is_some_and(|b| b.active && b.pack_type == PackType::Base);
+        if !installed {
+            return Err(Error::bad(format!(
+                "cannot install {label}: its base {base:?} is not installed; install the base first (build one with 'pack base build')"
+            )));
+        }
+        if let Some(c) = s.change_in_progress(base) {
+            return Err(Error::Conflict(format!(
+                "cannot install {label}: its base {base:?} has change {} ({}) in progress",
+                c.id, c.kind
+            )));
+        }
+    }
+    let revision: Revision = s.next_local_revision(&name);
+    let mut kinds = vec![TaskKind::PreparePack, TaskKind::MountPack];
+    if meta.pack_type == PackType::App {
+        kinds.push(TaskKind::CopyData);
+    }
+    kinds.push(TaskKind::LinkPack);
+    let tasks = kinds
+        .into_iter()
+        .map(|k| (k, k.summary(&name, Some(revision))))
+        .collect();
+    let summary = format!("Install pack {name:?} ({revision}) from {label}");
+    Ok(s.add_change(
+        "install-pack",
+        summary,
+        Plan::Install {
+            name,
+            revision,
+            meta: Box::new(meta),
+            staged,
+            size,
+            sha3_384,
+        },
+        tasks,
+    ))
+}
+
+/// `POST /v2/packs/{name}` with `{"action": "remove"}`.
+pub async fn action(
+    State(d): State<Arc<Daemon>>,
+    Extension(peer): Extension<Peer>,
+    Path(name): Path<String>,
+    Json(req): Json<PackAction>,
+) -> ApiResult {
+    validate_pack_name(&name).map_err(ApiError::bad_request)?;
+    match req.action.as_str() {
+        "remove" => {
+            peer.require_root("removing a pack")?;
+            let id = d.store.update(|s| plan_remove(s, &name))?;
+            d.engine.enqueue(id);
+            Ok(accepted(id))
+        }
+        other => Err(ApiError::bad_request(format!(
+            "unknown action {other:?}; this packd supports: remove"
+        ))),
+    }
+}
+
+fn plan_remove(s: &mut PackdState, name: &str) -> Result<u64> {
+    let pack = s
+        .packs
+        .get(name)
+        .filter(|p| p.active)
+        .ok_or_else(|| Error::pack_not_found(name))?;
+    if let Some(c) = s.change_in_progress(name) {
+        return Err(Error::Conflict(format!(
+            "pack {name:?} has change {} ({}) in progress; wait for it with 'pack watch {}'",
+            c.id, c.kind, c.id
+        )));
+    }
+    if pack.pack_type == PackType::Base {
+        let mut users: Vec<String> = s
+            .users_of_base(name)
+            .into_iter()
+            .filter(|u| u != name)
+            .collect();
+        // Installs under way count as users too.
+        users.extend(
+            s.changes
+                .values()
+                .filter(|c| !c.is_ready())
+                .filter_map(|c| match &c.plan {
+                    Plan::Install { meta, name: n, .. } if meta.base.as_deref() == Some(name) => {
+                        Some(n.clone())
+                    }
+                    _ => None,
+                }),
+        );
+        if !users.is_empty() {
+            return Err(Error::bad(format!(
+                "cannot remove base {name:?}: {} use{} it; remove {} first",
+                users.join(", "),
+                if users.len() == 1 { "s" } else { "" },
+                if users.len() == 1 { "it" } else { "them" }
+            )));
+        }
+    }
+    let revisions: Vec<Revision> = pack.sequence.iter().map(|r| r.revision).collect();
+    let tasks = [
+        TaskKind::UnlinkPack,
+        TaskKind::UnmountPack,
+        TaskKind::DiscardData,
+        TaskKind::DiscardPack,
+    ]
+    .into_iter()
+    .map(|k| (k, k.summary(name, None)))
+    .collect();
+    Ok(s.add_change(
+        "remove-pack",
+        format!("Remove pack {name:?}"),
+        Plan::Remove {
+            name: name.to_string(),
+            revisions,
+        },
+        tasks,
+    ))
+}

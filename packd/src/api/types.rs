@@ -1,0 +1,164 @@
+//! The JSON the API speaks, shared by the daemon and the `pack` client.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use packfmt::Revision;
+use serde::{Deserialize, Serialize};
+
+/// snapd's response envelope: `{"type": "sync"|"async"|"error", "status-code", "status",
+/// "result", "change"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Envelope {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status_code: u16,
+    pub status: String,
+    #[serde(default)]
+    pub result: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+}
+
+/// The `result` of an error envelope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorResult {
+    pub message: String,
+    /// A stable machine-readable kind, e.g. `pack-not-found`.
+    #[serde(default)]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AppInfo {
+    pub name: String,
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<String>,
+    /// The launcher in `pack/bin`.
+    pub launcher: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RevisionInfo {
+    pub revision: Revision,
+    pub version: String,
+    pub current: bool,
+    pub size: u64,
+    pub install_date: String,
+}
+
+/// One installed pack, as `pack list` and `pack info` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PackInfo {
+    pub name: String,
+    pub version: String,
+    pub revision: Revision,
+    #[serde(rename = "type")]
+    pub pack_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub confinement: String,
+    pub grade: String,
+    /// Extra facts shown in `pack list`'s notes column: `devmode`, `disabled`, `snap.yaml`.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    pub installed_size: u64,
+    pub install_date: String,
+    pub sha3_384: String,
+    /// Where the current revision is mounted.
+    pub mount: PathBuf,
+    pub apps: Vec<AppInfo>,
+    pub revisions: Vec<RevisionInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TaskInfo {
+    pub id: String,
+    pub kind: String,
+    pub summary: String,
+    pub status: String,
+    #[serde(default)]
+    pub log: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ChangeInfo {
+    pub id: String,
+    pub kind: String,
+    pub summary: String,
+    pub status: String,
+    pub ready: bool,
+    pub spawn_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub err: Option<String>,
+    /// The packs the change is about.
+    #[serde(default)]
+    pub pack_names: Vec<String>,
+    pub tasks: Vec<TaskInfo>,
+}
+
+/// `POST /v2/packs/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PackAction {
+    pub action: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SystemInfo {
+    pub version: String,
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    pub architecture: String,
+}
+
+/// `POST /v2/run` (an HTTP upgrade to the run protocol).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RunRequest {
+    /// `NAME` or `NAME.APP`.
+    pub target: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cwd: PathBuf,
+}
+
+/// The upgrade token of the run protocol.
+pub const RUN_PROTOCOL: &str = "packd-run/1";
+
+/// Messages from the daemon after the upgrade, one JSON object per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum RunEvent {
+    /// The app is running.
+    Started,
+    /// The app ended; `code` is its exit status, or 128 + the signal that killed it.
+    Exit { code: i32 },
+    /// The app could not be started; `code` is what `pack run` should exit with.
+    Error { message: String, code: i32 },
+}
+
+/// Messages from the client after the upgrade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum RunControl {
+    /// Deliver this signal to the app.
+    Signal { signal: i32 },
+}

@@ -1,0 +1,135 @@
+//! The daemon: start-up (layout, state, remounts, resumed changes), the API server, shutdown.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::engine::Engine;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::packs::PackManager;
+use crate::paths::Paths;
+use crate::state::{Plan, Store};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    /// The `pack` binary launchers point to.
+    pub pack_binary: PathBuf,
+    /// The `pack-confine` helper that builds sandboxes.
+    pub confine_helper: PathBuf,
+}
+
+pub struct Daemon {
+    pub config: Config,
+    pub paths: Paths,
+    pub store: Arc<Store>,
+    pub engine: Engine,
+    /// The host name apps see in their UTS namespace.
+    pub hostname: String,
+}
+
+impl Daemon {
+    /// Prepares the layout, loads the state, remounts what should be mounted and resumes
+    /// unfinished changes.
+    pub fn start(config: Config) -> Result<Arc<Daemon>> {
+        let paths = Paths::new(&config.root);
+        for (dir, mode) in [
+            (paths.lib_dir(), 0o755),
+            (paths.blobs_dir(), 0o700),
+            (paths.upload_dir(), 0o700),
+            (paths.profiles_dir(), 0o700),
+            (paths.run_dir(), 0o755),
+            (paths.mount_base(), 0o755),
+            (paths.bin_dir(), 0o755),
+            (paths.root().join("var/pack"), 0o755),
+        ] {
+            fsutil::ensure_dir(&dir, mode).ctx("create", &dir)?;
+        }
+        for tool in [&config.pack_binary, &config.confine_helper] {
+            if !tool.is_file() {
+                return Err(Error::Internal(format!(
+                    "{} not found; install it next to packd or pass its path",
+                    tool.display()
+                )));
+            }
+        }
+        let store = Arc::new(Store::open(&paths.state_file())?);
+        let manager = PackManager {
+            paths: paths.clone(),
+            pack_binary: config.pack_binary.clone(),
+        };
+        clean_uploads(&paths, &store);
+        let (wanted, active) =
+            store.read(|s| (crate::packs::boot_mounts(s), crate::packs::active_links(s)));
+        for e in manager.restore(&wanted, &active) {
+            tracing::error!(error = %e, "cannot restore an installed pack");
+        }
+        let engine = Engine::start(store.clone(), Box::new(manager));
+        let hostname = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        Ok(Arc::new(Daemon {
+            config,
+            paths,
+            store,
+            engine,
+            hostname,
+        }))
+    }
+
+    /// Serves the API until SIGTERM or SIGINT, then stops after the task under way.
+    pub async fn serve(self: &Arc<Self>) -> Result<()> {
+        let socket = &self.config.socket;
+        if let Some(dir) = socket.parent() {
+            fsutil::ensure_dir(dir, 0o755).ctx("create", dir)?;
+        }
+        fsutil::remove_file_if_exists(socket).ctx("remove the stale socket", socket)?;
+        let listener = UnixListener::bind(socket).ctx("listen on", socket)?;
+        // Anyone may connect; what they may do is decided per request from SO_PEERCRED.
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))
+            .ctx("set the mode of", socket)?;
+        tracing::info!(socket = %socket.display(), root = %self.paths.root().display(), "packd ready");
+        let mut term = signal(SignalKind::terminate()).ctx("handle SIGTERM for", socket)?;
+        let mut int = signal(SignalKind::interrupt()).ctx("handle SIGINT for", socket)?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        };
+        crate::api::serve(listener, crate::api::router(self.clone()), shutdown).await;
+        tracing::info!("stopping");
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || me.engine.stop()).await;
+        let _ = std::fs::remove_file(socket);
+        Ok(())
+    }
+}
+
+/// Removes staged uploads that no unfinished change refers to (interrupted uploads).
+fn clean_uploads(paths: &Paths, store: &Store) {
+    let keep: Vec<PathBuf> = store.read(|s| {
+        s.changes
+            .values()
+            .filter_map(|c| match &c.plan {
+                Plan::Install { staged, .. } if !c.is_ready() => Some(staged.clone()),
+                _ => None,
+            })
+            .collect()
+    });
+    let Ok(entries) = std::fs::read_dir(paths.upload_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !keep.contains(&path) {
+            tracing::info!(path = %path.display(), "removing an abandoned upload");
+            let _ = fsutil::remove_tree_if_exists(&path);
+        }
+    }
+}

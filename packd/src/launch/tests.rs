@@ -1,0 +1,264 @@
+use std::collections::BTreeMap;
+
+use packfmt::PackType;
+use packfmt::meta::MetaSource;
+
+use super::*;
+use crate::state::{PackState, RevisionState};
+
+fn install(state: &mut State, yaml: &str, source: MetaSource, rev: Revision) {
+    let meta = PackMeta::from_yaml(yaml.as_bytes(), source).unwrap();
+    state.packs.insert(
+        meta.name.clone(),
+        PackState {
+            name: meta.name.clone(),
+            pack_type: meta.pack_type,
+            sequence: vec![RevisionState {
+                revision: rev,
+                meta: meta.clone(),
+                size: 0,
+                sha3_384: String::new(),
+                installed_at: 0,
+            }],
+            current: rev,
+            active: true,
+        },
+    );
+}
+
+fn state() -> State {
+    let mut s = State::default();
+    install(
+        &mut s,
+        "name: busybox\nversion: '1'\ntype: base\n",
+        MetaSource::PackYaml,
+        Revision::Local(1),
+    );
+    install(
+        &mut s,
+        "name: hello\nversion: '2.0'\nbase: busybox\nenvironment: {GREETING: hi from $PACK_NAME}\napps:\n  hello: {command: bin/hello --data $PACK_DATA}\n  tool: {command: /bin/sh, environment: {X: '${PACK}/x'}}\n",
+        MetaSource::PackYaml,
+        Revision::Local(3),
+    );
+    install(
+        &mut s,
+        "name: snappy\nversion: '1'\nbase: busybox\napps:\n  snappy: {command: bin/s}\n",
+        MetaSource::SnapYaml,
+        Revision::Local(1),
+    );
+    s
+}
+
+fn inv() -> Invocation {
+    let mut env = BTreeMap::new();
+    for (k, v) in [
+        ("TERM", "xterm"),
+        ("LANG", "C.UTF-8"),
+        ("LD_PRELOAD", "/evil.so"),
+        ("LD_LIBRARY_PATH", "."),
+        ("GLIBC_TUNABLES", "x"),
+        ("PATH", "/home/u/bin"),
+        ("PACK_DATA", "/etc"),
+        ("SNAP", "/x"),
+    ] {
+        env.insert(k.to_string(), v.to_string());
+    }
+    Invocation {
+        args: vec!["--loud".into()],
+        env,
+        cwd: "/home/u".into(),
+        uid: 0,
+        gid: 0,
+        groups: vec![],
+    }
+}
+
+fn env_map(spec: &SandboxSpec) -> BTreeMap<String, String> {
+    spec.process
+        .env
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn spec_for(s: &State, target: &str) -> SandboxSpec {
+    let r = resolve(s, &target.parse().unwrap()).unwrap();
+    build_spec(
+        &Paths::new("/r"),
+        &r,
+        &inv(),
+        Path::new("/r/run/packd/tmp/hello/tmp"),
+        "dev1",
+    )
+    .unwrap()
+}
+
+#[test]
+fn app_refs_parse_and_validate() {
+    let r: AppRef = "hello.tool".parse().unwrap();
+    assert_eq!((r.pack.as_str(), r.app.as_deref()), ("hello", Some("tool")));
+    assert_eq!(r.to_string(), "hello.tool");
+    assert!("../x".parse::<AppRef>().is_err());
+    assert!("hello.a_b".parse::<AppRef>().is_err());
+}
+
+#[test]
+fn resolve_names_what_is_missing() {
+    let s = state();
+    let err = resolve(&s, &"nope".parse().unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "pack \"nope\" is not installed; see 'pack list'"
+    );
+    let err = resolve(&s, &"hello.nope".parse().unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "pack \"hello\" has no app named \"nope\"; its apps are: hello.hello, hello.tool"
+    );
+    let mut s2 = s.clone();
+    s2.packs.remove("busybox");
+    let err = resolve(&s2, &"hello".parse().unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the base \"busybox\" of pack \"hello\" is not installed; install it first"
+    );
+    s2.packs.get_mut("hello").unwrap().active = false;
+    assert!(
+        resolve(&s2, &"hello".parse().unwrap()).is_err(),
+        "inactive packs do not run"
+    );
+    assert_eq!(
+        s.packs["busybox"].pack_type,
+        PackType::Base,
+        "fixture sanity"
+    );
+}
+
+#[test]
+fn command_is_made_absolute_expanded_and_extended() {
+    let spec = spec_for(&state(), "hello");
+    assert_eq!(
+        spec.process.argv,
+        [
+            "/pack/hello/x3/bin/hello",
+            "--data",
+            "/var/pack/hello/x3",
+            "--loud"
+        ]
+    );
+    assert_eq!(spec.label, "pack.hello.hello");
+    assert_eq!(spec.root, Path::new("/r/pack/busybox/x1"));
+    assert_eq!(spec.hostname, "dev1");
+    let tool = spec_for(&state(), "hello.tool");
+    assert_eq!(tool.process.argv[0], "/bin/sh");
+}
+
+#[test]
+fn environment_is_scrubbed_and_pack_vars_win() {
+    let spec = spec_for(&state(), "hello.tool");
+    let env = env_map(&spec);
+    assert_eq!(env["TERM"], "xterm");
+    assert_eq!(env["LANG"], "C.UTF-8");
+    for gone in ["LD_PRELOAD", "LD_LIBRARY_PATH", "GLIBC_TUNABLES", "SNAP"] {
+        assert!(!env.contains_key(gone), "{gone} leaked");
+    }
+    assert_eq!(env["PACK"], "/pack/hello/x3");
+    assert_eq!(env["PACK_NAME"], "hello");
+    assert_eq!(env["PACK_REVISION"], "x3");
+    assert_eq!(env["PACK_VERSION"], "2.0");
+    assert_eq!(env["PACK_DATA"], "/var/pack/hello/x3");
+    assert_eq!(env["PACK_COMMON"], "/var/pack/hello/common");
+    assert!(env["PACK_ARCH"].len() > 2);
+    assert!(env["PATH"].starts_with("/pack/hello/x3/usr/sbin:"));
+    assert!(env["PATH"].ends_with(":/bin"));
+    assert_eq!(env["GREETING"], "hi from hello");
+    assert_eq!(env["X"], "/pack/hello/x3/x");
+}
+
+#[test]
+fn snap_yaml_packs_get_snap_twins() {
+    let env = env_map(&spec_for(&state(), "snappy"));
+    assert_eq!(env["SNAP"], "/pack/snappy/x1");
+    assert_eq!(env["SNAP_DATA"], "/var/pack/snappy/x1");
+    assert_eq!(env["SNAP_NAME"], "snappy");
+    assert_eq!(env["SNAP_INSTANCE_NAME"], "snappy");
+    let plain = env_map(&spec_for(&state(), "hello"));
+    assert!(!plain.keys().any(|k| k.starts_with("SNAP")));
+}
+
+#[test]
+fn mounts_expose_only_this_pack() {
+    let spec = spec_for(&state(), "hello");
+    let binds: Vec<(String, String, bool)> = spec
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountOp::Bind {
+                source,
+                target,
+                readonly,
+            } => Some((
+                source.display().to_string(),
+                target.display().to_string(),
+                *readonly,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        binds,
+        [
+            ("/r/run/packd/tmp/hello/tmp".into(), "/tmp".into(), false),
+            ("/r/pack/hello/x3".into(), "/pack/hello/x3".into(), true),
+            (
+                "/r/var/pack/hello/x3".into(),
+                "/var/pack/hello/x3".into(),
+                false
+            ),
+            (
+                "/r/var/pack/hello/common".into(),
+                "/var/pack/hello/common".into(),
+                false
+            ),
+        ]
+    );
+    let devices: Vec<String> = spec
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountOp::Device { target, .. } => Some(target.display().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        devices,
+        [
+            "/dev/null",
+            "/dev/zero",
+            "/dev/full",
+            "/dev/random",
+            "/dev/urandom",
+            "/dev/tty"
+        ]
+    );
+    // Scaffolding tmpfs are made read-only once populated.
+    for ro in ["/pack", "/var/pack", "/dev"] {
+        assert!(
+            spec.mounts
+                .contains(&MountOp::RemountReadonly { target: ro.into() }),
+            "{ro}"
+        );
+    }
+}
+
+#[test]
+fn expansion_rules() {
+    let mut env = BTreeMap::new();
+    env.insert("A".to_string(), "1".to_string());
+    assert_eq!(expand("$A/${A}/$B/x$", &env), "1/1//x$");
+    assert_eq!(expand("${A", &env), "${A");
+    assert_eq!(expand("$$A", &env), "$1");
+}

@@ -1,0 +1,20 @@
+//! packd: the daemon that installs, mounts and runs confined packages.
+//!
+//! - [`daemon`]: start-up, serving, shutdown;
+//! - [`api`]: the HTTP API on a Unix socket (and the wire types `pack` shares);
+//! - [`engine`] and [`state`]: changes made of tasks with do/undo, persisted around every step;
+//! - [`packs`]: the pack manager (install/remove tasks, mounts, links);
+//! - [`launch`]: what goes into an app's sandbox (the `confine` crate executes it).
+
+pub mod api;
+pub mod daemon;
+pub mod engine;
+pub mod error;
+pub mod fsutil;
+pub mod launch;
+pub mod packs;
+pub mod paths;
+pub mod state;
+mod testing;
+
+pub use error::{Error, Result};

@@ -1,0 +1,82 @@
+//! `packd`: the package daemon. Runs in the foreground; logs to stderr.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Parser;
+use packd::daemon::{Config, Daemon};
+use tracing_subscriber::EnvFilter;
+
+/// The packd daemon: installs, mounts and runs confined packages, and serves the API that the
+/// `pack` command talks to.
+#[derive(Debug, Parser)]
+#[command(name = "packd", version, about, long_about = None)]
+struct Args {
+    /// Root directory every path hangs off (state, mounts, data, socket).
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    root: PathBuf,
+    /// The API socket [default: ROOT/run/packd.socket].
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// The `pack` binary that launchers in ROOT/pack/bin point to [default: next to packd].
+    #[arg(long, value_name = "PATH")]
+    pack_binary: Option<PathBuf>,
+    /// The `pack-confine` sandbox helper [default: next to packd].
+    #[arg(long, value_name = "PATH")]
+    confine_helper: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find packd's own path")?;
+    Ok(exe.parent().unwrap_or(Path::new("/")).join(name))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_env("PACKD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("packd must run as root: it mounts packages and builds sandboxes");
+    }
+    let root = std::path::absolute(&args.root).context("cannot resolve --root")?;
+    let socket = match args.socket {
+        Some(s) => std::path::absolute(s).context("cannot resolve --socket")?,
+        None => root.join("run/packd.socket"),
+    };
+    let config = Config {
+        root,
+        socket,
+        pack_binary: match args.pack_binary {
+            Some(p) => p,
+            None => sibling("pack")?,
+        },
+        confine_helper: match args.confine_helper {
+            Some(p) => p,
+            None => sibling("pack-confine")?,
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let daemon = Daemon::start(config)?;
+        daemon.serve().await?;
+        anyhow::Ok(())
+    })
+}

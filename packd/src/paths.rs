@@ -1,0 +1,126 @@
+//! The on-disk layout. Every path hangs off one root (`--root`, default `/`), so tests run many
+//! isolated daemons side by side.
+
+use std::path::{Path, PathBuf};
+
+use packfmt::Revision;
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    root: PathBuf,
+}
+
+impl Paths {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `var/lib/packd`: the daemon's private state (root only).
+    pub fn lib_dir(&self) -> PathBuf {
+        self.root.join("var/lib/packd")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.lib_dir().join("state.json")
+    }
+
+    /// Where uploads are staged before they become a change (same file system as `packs/`).
+    pub fn upload_dir(&self) -> PathBuf {
+        self.lib_dir().join("tmp")
+    }
+
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.lib_dir().join("packs")
+    }
+
+    /// `var/lib/packd/packs/NAME_REV.pack`.
+    pub fn blob(&self, name: &str, rev: Revision) -> PathBuf {
+        self.blobs_dir().join(format!("{name}_{rev}.pack"))
+    }
+
+    pub fn profiles_dir(&self) -> PathBuf {
+        self.lib_dir().join("profiles")
+    }
+
+    /// `pack/`: mount points and launchers.
+    pub fn mount_base(&self) -> PathBuf {
+        self.root.join("pack")
+    }
+
+    /// `pack/NAME`.
+    pub fn pack_dir(&self, name: &str) -> PathBuf {
+        self.mount_base().join(name)
+    }
+
+    /// `pack/NAME/REV`: the read-only mount.
+    pub fn mount_dir(&self, name: &str, rev: Revision) -> PathBuf {
+        self.pack_dir(name).join(rev.to_string())
+    }
+
+    /// `pack/NAME/current` → REV.
+    pub fn current_link(&self, name: &str) -> PathBuf {
+        self.pack_dir(name).join("current")
+    }
+
+    /// `pack/bin`: launchers for users' PATH.
+    pub fn bin_dir(&self) -> PathBuf {
+        self.mount_base().join("bin")
+    }
+
+    /// `var/pack/NAME`.
+    pub fn data_root(&self, name: &str) -> PathBuf {
+        self.root.join("var/pack").join(name)
+    }
+
+    /// `var/pack/NAME/REV`.
+    pub fn data_dir(&self, name: &str, rev: Revision) -> PathBuf {
+        self.data_root(name).join(rev.to_string())
+    }
+
+    /// `var/pack/NAME/common`.
+    pub fn common_dir(&self, name: &str) -> PathBuf {
+        self.data_root(name).join("common")
+    }
+
+    /// `run/packd`: runtime files (private /tmp of each pack, sockets of sandboxes).
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run/packd")
+    }
+
+    /// `run/packd/tmp/NAME`: root-owned 0700; its `tmp` child (1777) is the pack's `/tmp`.
+    pub fn private_tmp(&self, name: &str) -> PathBuf {
+        self.run_dir().join("tmp").join(name)
+    }
+
+    /// The default API socket, `run/packd.socket`.
+    pub fn socket(&self) -> PathBuf {
+        self.root.join("run/packd.socket")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_the_design() {
+        let p = Paths::new("/r");
+        let x1 = Revision::Local(1);
+        assert_eq!(p.state_file(), Path::new("/r/var/lib/packd/state.json"));
+        assert_eq!(
+            p.blob("hello", x1),
+            Path::new("/r/var/lib/packd/packs/hello_x1.pack")
+        );
+        assert_eq!(p.mount_dir("hello", x1), Path::new("/r/pack/hello/x1"));
+        assert_eq!(p.current_link("hello"), Path::new("/r/pack/hello/current"));
+        assert_eq!(p.data_dir("hello", x1), Path::new("/r/var/pack/hello/x1"));
+        assert_eq!(p.common_dir("hello"), Path::new("/r/var/pack/hello/common"));
+        assert_eq!(p.bin_dir(), Path::new("/r/pack/bin"));
+        assert_eq!(p.socket(), Path::new("/r/run/packd.socket"));
+        assert_eq!(p.profiles_dir(), Path::new("/r/var/lib/packd/profiles"));
+    }
+}

@@ -1,0 +1,227 @@
+//! Changes and tasks: every operation that changes the system is a change made of tasks, each
+//! with a `do` and an `undo`, persisted around every step (the model of snapd's overlord).
+
+use std::path::PathBuf;
+
+use packfmt::{PackMeta, Revision};
+use serde::{Deserialize, Serialize};
+
+/// Task and change statuses, in snapd's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Waiting to run.
+    Do,
+    Doing,
+    Done,
+    /// Done, and waiting to be undone because a later task failed.
+    Undo,
+    Undoing,
+    Undone,
+    /// Never ran because an earlier task failed.
+    Hold,
+    Error,
+}
+
+impl Status {
+    pub fn is_ready(self) -> bool {
+        matches!(
+            self,
+            Status::Done | Status::Undone | Status::Hold | Status::Error
+        )
+    }
+}
+
+/// What a task does. The order of a change's tasks follows snapd's pipeline (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    /// Move the staged upload to `packs/NAME_REV.pack`.
+    PreparePack,
+    /// Attach a loop device and mount the blob read-only at `pack/NAME/REV`.
+    MountPack,
+    /// Create `var/pack/NAME/REV` and `var/pack/NAME/common`.
+    CopyData,
+    /// Record the revision, switch `current`, write launchers.
+    LinkPack,
+    /// Remove launchers and `current`; the pack stops being runnable.
+    UnlinkPack,
+    /// Unmount every revision.
+    UnmountPack,
+    /// Delete the pack's data directories. No undo: runs after everything that can fail.
+    DiscardData,
+    /// Delete the blobs and forget the pack. No undo.
+    DiscardPack,
+}
+
+impl TaskKind {
+    pub fn summary(self, name: &str, rev: Option<Revision>) -> String {
+        let rev = rev.map(|r| format!(" ({r})")).unwrap_or_default();
+        match self {
+            TaskKind::PreparePack => format!("Prepare pack {name:?}{rev}"),
+            TaskKind::MountPack => format!("Mount pack {name:?}{rev}"),
+            TaskKind::CopyData => format!("Set up data of pack {name:?}{rev}"),
+            TaskKind::LinkPack => format!("Make pack {name:?}{rev} available"),
+            TaskKind::UnlinkPack => format!("Make pack {name:?} unavailable"),
+            TaskKind::UnmountPack => format!("Unmount pack {name:?}"),
+            TaskKind::DiscardData => format!("Remove data of pack {name:?}"),
+            TaskKind::DiscardPack => format!("Remove pack {name:?}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Task {
+    pub id: u64,
+    pub kind: TaskKind,
+    pub summary: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
+    /// What `do` recorded for its `undo` (e.g. the previous `current` revision).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Task {
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.data
+            .get(key)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+}
+
+/// What a change operates on; its tasks read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    tag = "kind"
+)]
+pub enum Plan {
+    Install {
+        name: String,
+        revision: Revision,
+        meta: Box<PackMeta>,
+        /// The validated upload, moved into place by `prepare-pack`.
+        staged: PathBuf,
+        size: u64,
+        sha3_384: String,
+    },
+    Remove {
+        name: String,
+        revisions: Vec<Revision>,
+    },
+}
+
+impl Plan {
+    pub fn pack_name(&self) -> &str {
+        match self {
+            Plan::Install { name, .. } | Plan::Remove { name, .. } => name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Change {
+    pub id: u64,
+    /// `install-pack`, `remove-pack`, …
+    pub kind: String,
+    pub summary: String,
+    pub spawn_time: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_time: Option<u64>,
+    pub plan: Plan,
+    pub tasks: Vec<Task>,
+    /// The failure that made the change undo itself, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub err: Option<String>,
+}
+
+impl Change {
+    /// The change's status, derived from its tasks as snapd does.
+    pub fn status(&self) -> Status {
+        let any = |s: Status| self.tasks.iter().any(|t| t.status == s);
+        if any(Status::Undoing) {
+            Status::Undoing
+        } else if any(Status::Doing) {
+            Status::Doing
+        } else if any(Status::Undo) {
+            Status::Undo
+        } else if any(Status::Do) {
+            Status::Do
+        } else if any(Status::Error) {
+            Status::Error
+        } else if self.tasks.iter().all(|t| t.status == Status::Done) {
+            Status::Done
+        } else {
+            Status::Undone
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.status().is_ready()
+    }
+
+    pub fn task_mut(&mut self, id: u64) -> Option<&mut Task> {
+        self.tasks.iter_mut().find(|t| t.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(statuses: &[Status]) -> Change {
+        Change {
+            id: 1,
+            kind: "remove-pack".into(),
+            summary: String::new(),
+            spawn_time: 0,
+            ready_time: None,
+            plan: Plan::Remove {
+                name: "x".into(),
+                revisions: vec![],
+            },
+            tasks: statuses
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Task {
+                    id: i as u64,
+                    kind: TaskKind::UnlinkPack,
+                    summary: String::new(),
+                    status: *s,
+                    log: vec![],
+                    data: Default::default(),
+                })
+                .collect(),
+            err: None,
+        }
+    }
+
+    #[test]
+    fn status_is_derived_like_snapd() {
+        use Status::*;
+        assert_eq!(change(&[Do, Do]).status(), Do);
+        assert_eq!(change(&[Done, Doing, Do]).status(), Doing);
+        assert_eq!(change(&[Done, Done]).status(), Done);
+        assert_eq!(change(&[Undo, Error, Hold]).status(), Undo);
+        assert_eq!(change(&[Undoing, Error, Hold]).status(), Undoing);
+        assert_eq!(change(&[Undone, Error, Hold]).status(), Error);
+        assert!(change(&[Undone, Error, Hold]).is_ready());
+        assert!(!change(&[Done, Do]).is_ready());
+    }
+
+    #[test]
+    fn statuses_serialize_as_snapd_words() {
+        assert_eq!(
+            serde_json::to_string(&Status::Undoing).unwrap(),
+            "\"Undoing\""
+        );
+        assert_eq!(
+            serde_json::to_string(&TaskKind::PreparePack).unwrap(),
+            "\"prepare-pack\""
+        );
+    }
+}

@@ -1,0 +1,322 @@
+//! The daemon's whole state, one JSON document (`var/lib/packd/state.json`), and the store that
+//! persists it: every update is applied to a copy, written atomically, and only then becomes the
+//! state in memory, so memory never runs ahead of the disk.
+
+pub mod change;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use packfmt::{PackMeta, PackType, Revision};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use change::{Change, Plan, Status, Task, TaskKind};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// Format version of state.json, for future migrations.
+pub const STATE_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct State {
+    pub format: u32,
+    #[serde(default)]
+    pub packs: BTreeMap<String, PackState>,
+    #[serde(default)]
+    pub changes: BTreeMap<u64, Change>,
+    #[serde(default)]
+    pub last_change_id: u64,
+    #[serde(default)]
+    pub last_task_id: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            format: STATE_FORMAT,
+            packs: BTreeMap::new(),
+            changes: BTreeMap::new(),
+            last_change_id: 0,
+            last_task_id: 0,
+        }
+    }
+}
+
+/// One installed pack: its revisions in install order and which one is current.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PackState {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub pack_type: PackType,
+    pub sequence: Vec<RevisionState>,
+    pub current: Revision,
+    /// Linked: `current` and launchers exist. False while a removal is under way.
+    pub active: bool,
+}
+
+impl PackState {
+    pub fn current_revision(&self) -> Option<&RevisionState> {
+        self.revision(self.current)
+    }
+
+    pub fn revision(&self, rev: Revision) -> Option<&RevisionState> {
+        self.sequence.iter().find(|r| r.revision == rev)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RevisionState {
+    pub revision: Revision,
+    pub meta: PackMeta,
+    pub size: u64,
+    pub sha3_384: String,
+    /// Seconds since the epoch.
+    pub installed_at: u64,
+}
+
+impl State {
+    /// The current metadata of an installed, active pack.
+    pub fn current_meta(&self, name: &str) -> Option<&PackMeta> {
+        self.packs
+            .get(name)
+            .and_then(|p| p.current_revision())
+            .map(|r| &r.meta)
+    }
+
+    /// The change still working on `name`, if any: one change per pack at a time.
+    pub fn change_in_progress(&self, name: &str) -> Option<&Change> {
+        self.changes
+            .values()
+            .find(|c| !c.is_ready() && c.plan.pack_name() == name)
+    }
+
+    /// The next local revision of `name`: one above the highest it has.
+    pub fn next_local_revision(&self, name: &str) -> Revision {
+        let max = self
+            .packs
+            .get(name)
+            .map(|p| {
+                p.sequence
+                    .iter()
+                    .filter(|r| r.revision.is_local())
+                    .map(|r| r.revision.number())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        Revision::Local(max + 1)
+    }
+
+    /// Packs whose `base:` is `base`.
+    pub fn users_of_base(&self, base: &str) -> Vec<String> {
+        self.packs
+            .values()
+            .filter(|p| {
+                p.sequence
+                    .iter()
+                    .any(|r| r.meta.base.as_deref() == Some(base))
+            })
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// Adds a change with fresh ids; returns its id.
+    pub fn add_change(
+        &mut self,
+        kind: &str,
+        summary: String,
+        plan: Plan,
+        tasks: Vec<(TaskKind, String)>,
+    ) -> u64 {
+        self.last_change_id += 1;
+        let id = self.last_change_id;
+        let tasks = tasks
+            .into_iter()
+            .map(|(kind, summary)| {
+                self.last_task_id += 1;
+                Task {
+                    id: self.last_task_id,
+                    kind,
+                    summary,
+                    status: Status::Do,
+                    log: Vec::new(),
+                    data: Default::default(),
+                }
+            })
+            .collect();
+        self.changes.insert(
+            id,
+            Change {
+                id,
+                kind: kind.to_string(),
+                summary,
+                spawn_time: now(),
+                ready_time: None,
+                plan,
+                tasks,
+                err: None,
+            },
+        );
+        id
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The persisted state plus a version counter that waiters can watch.
+pub struct Store {
+    path: PathBuf,
+    state: Mutex<State>,
+    version: watch::Sender<u64>,
+}
+
+impl Store {
+    /// Loads `path`, or starts empty when it does not exist yet.
+    pub fn open(path: &Path) -> Result<Store> {
+        let state = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice::<State>(&bytes).map_err(|e| {
+                Error::Internal(format!(
+                    "{} is damaged ({e}); restore it from a backup or move it away to start empty",
+                    path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+        };
+        if state.format > STATE_FORMAT {
+            return Err(Error::Internal(format!(
+                "{} was written by a newer packd (format {}); this one reads format {STATE_FORMAT}",
+                path.display(),
+                state.format
+            )));
+        }
+        let (version, _) = watch::channel(0);
+        Ok(Store {
+            path: path.to_path_buf(),
+            state: Mutex::new(state),
+            version,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied update (updates are applied
+        // to a copy), so the data is still good.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the state.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.lock())
+    }
+
+    /// Applies `f` to a copy, persists the copy, then makes it the state. If `f` fails or the
+    /// write fails, nothing changes.
+    pub fn update<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
+        let mut guard = self.lock();
+        let mut next = guard.clone();
+        let out = f(&mut next)?;
+        if next != *guard {
+            let bytes = serde_json::to_vec_pretty(&next)
+                .map_err(|e| Error::Internal(format!("cannot encode the state: {e}")))?;
+            fsutil::write_atomic(&self.path, &bytes, 0o600)
+                .map_err(|e| Error::io(format!("cannot write {}", self.path.display()), e))?;
+            *guard = next;
+            drop(guard);
+            self.version.send_modify(|v| *v += 1);
+        }
+        Ok(out)
+    }
+
+    /// A receiver that wakes on every persisted update.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_persists_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = Store::open(&path).unwrap();
+        let id = store
+            .update(|s| {
+                Ok(s.add_change(
+                    "remove-pack",
+                    "Remove x".into(),
+                    Plan::Remove {
+                        name: "x".into(),
+                        revisions: vec![],
+                    },
+                    vec![(TaskKind::UnlinkPack, "unlink".into())],
+                ))
+            })
+            .unwrap();
+        let again = Store::open(&path).unwrap();
+        assert_eq!(again.read(|s| s.changes[&id].tasks.len()), 1);
+        assert_eq!(again.read(|s| s.last_task_id), 1);
+    }
+
+    #[test]
+    fn failed_update_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = Store::open(&path).unwrap();
+        let r: Result<()> = store.update(|s| {
+            s.last_change_id = 99;
+            Err(Error::bad("no"))
+        });
+        assert!(r.is_err());
+        assert_eq!(store.read(|s| s.last_change_id), 0);
+        assert!(!path.exists(), "nothing written");
+    }
+
+    #[test]
+    fn damaged_state_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, b"{not json").unwrap();
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("is damaged"), "{err}");
+    }
+
+    #[test]
+    fn local_revisions_count_up_per_pack() {
+        let mut s = State::default();
+        assert_eq!(s.next_local_revision("hello"), Revision::Local(1));
+        let meta = PackMeta::from_yaml(b"name: hello\nversion: '1'\n", Default::default()).unwrap();
+        let rev = |n| RevisionState {
+            revision: Revision::Local(n),
+            meta: meta.clone(),
+            size: 0,
+            sha3_384: String::new(),
+            installed_at: 0,
+        };
+        s.packs.insert(
+            "hello".into(),
+            PackState {
+                name: "hello".into(),
+                pack_type: PackType::App,
+                sequence: vec![rev(1), rev(3)],
+                current: Revision::Local(3),
+                active: true,
+            },
+        );
+        assert_eq!(s.next_local_revision("hello"), Revision::Local(4));
+        assert_eq!(s.next_local_revision("other"), Revision::Local(1));
+    }
+}

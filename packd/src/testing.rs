@@ -1,0 +1,34 @@
+//! Test-only fault injection: `PACKD_TEST_CRASH_AT=TASK:MODE:WHEN` (e.g.
+//! `link-pack:do:after`) kills the daemon with SIGKILL at that task boundary, exactly as a power
+//! cut would, so the end-to-end tests can prove a change always finishes or undoes on restart.
+//! Unset in production; only whoever starts the daemon (root) can set it.
+
+use std::sync::OnceLock;
+
+use crate::engine::Mode;
+use crate::state::TaskKind;
+
+fn target() -> Option<&'static str> {
+    static TARGET: OnceLock<Option<String>> = OnceLock::new();
+    TARGET
+        .get_or_init(|| std::env::var("PACKD_TEST_CRASH_AT").ok())
+        .as_deref()
+}
+
+/// Kills the process if the crash point `kind:mode:when` was asked for.
+pub fn crash_point(kind: TaskKind, mode: Mode, when: &str) {
+    let Some(target) = target() else { return };
+    let kind = serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mode = match mode {
+        Mode::Do => "do",
+        Mode::Undo => "undo",
+    };
+    if target == format!("{kind}:{mode}:{when}") {
+        tracing::warn!(point = target, "test crash point reached; killing packd");
+        // SAFETY: sending SIGKILL to ourselves.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+}
