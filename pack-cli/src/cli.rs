@@ -1,0 +1,181 @@
+//! The command line, as data (clap derive). The logic lives in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_SOCKET: &str = "/run/packd.socket";
+
+/// pack: install, run and build confined application packages.
+///
+/// pack talks to the packd daemon over its API socket to install, list, inspect, run and
+/// remove packages, and builds packages and base root filesystems on its own.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pack",
+    version,
+    propagate_version = true,
+    after_long_help = "\
+Examples:
+  pack pack ./hello                      build hello_1.0_amd64.pack from a directory
+  sudo pack install hello_1.0_amd64.pack --dangerous
+  pack list
+  pack run hello -- --greeting hi
+  sudo pack remove hello
+
+Environment:
+  PACKD_SOCKET   the daemon's socket when --socket is not given
+
+Exit status:
+  0 on success, 1 when the daemon refuses or a change fails, 2 on a usage error.
+  'pack run' exits with the app's status; 125 when the app could not be started,
+  126 when its command cannot be executed, 127 when it does not exist."
+)]
+pub struct Cli {
+    /// The daemon's API socket.
+    #[arg(
+        long,
+        global = true,
+        env = "PACKD_SOCKET",
+        default_value = DEFAULT_SOCKET,
+        value_name = "PATH"
+    )]
+    pub socket: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a package from a directory (no daemon needed).
+    ///
+    /// Validates DIR/meta/pack.yaml (or meta/snap.yaml) and writes a squashfs image named
+    /// NAME_VERSION_ARCH.pack in the current directory, or FILE. The image is reproducible: the
+    /// same tree gives a byte-identical file (timestamps are fixed to $SOURCE_DATE_EPOCH, or 0;
+    /// owners to root). Extended attributes are not stored.
+    Pack(PackArgs),
+    /// Build base root filesystems.
+    Base {
+        #[command(subcommand)]
+        command: BaseCommand,
+    },
+    /// Install a package file.
+    ///
+    /// Local files carry no store signature, so they need --dangerous. Installing a file of a
+    /// pack that is already installed makes a new local revision (x1, x2, ...).
+    Install(InstallArgs),
+    /// Remove a pack: its apps, every revision and all of its data.
+    Remove(RemoveArgs),
+    /// List installed packs.
+    List(ListArgs),
+    /// Show details of an installed pack.
+    Info(InfoArgs),
+    /// Run an app of an installed pack, confined.
+    ///
+    /// NAME runs the app named like the pack; NAME.APP another one. Standard input, output
+    /// and error pass through, signals sent to pack run reach the app, and pack run exits
+    /// with the app's exit status.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PackArgs {
+    /// The directory to pack; it must contain meta/pack.yaml or meta/snap.yaml.
+    pub dir: PathBuf,
+    /// Where to write the package [default: ./NAME_VERSION_ARCH.pack].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Compression: zstd decompresses fastest (app start-up), xz packs smallest.
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub compression: CompressionArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    Zstd,
+    Xz,
+    Lzo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaseCommand {
+    /// Build a base package: busybox (from Debian's busybox-static) or debian (debootstrap).
+    Build(BaseBuildArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BaseKindArg {
+    /// A static busybox with its applets, named "busybox".
+    Busybox,
+    /// A Debian minbase root filesystem, named "debianNN" (debian12 for bookworm).
+    Debian,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BaseBuildArgs {
+    /// Which base to build.
+    #[arg(value_enum)]
+    pub kind: BaseKindArg,
+    /// The package file to write.
+    pub output: PathBuf,
+    /// Debian suite for the debian base.
+    #[arg(long, default_value = "bookworm")]
+    pub suite: String,
+    /// Debian mirror for the debian base.
+    #[arg(long, default_value = "http://deb.debian.org/debian")]
+    pub mirror: String,
+    /// A local busybox-static .deb for the busybox base (otherwise fetched with apt).
+    #[arg(long, value_name = "FILE")]
+    pub deb: Option<PathBuf>,
+    /// Compression of the package.
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub compression: CompressionArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// The package file.
+    pub file: PathBuf,
+    /// Install a package that carries no store signature.
+    #[arg(long)]
+    pub dangerous: bool,
+    /// Print the change id and return without waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RemoveArgs {
+    /// The packs to remove.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Print the change ids and return without waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Print JSON (an array of objects with name, version, revision, type, ...).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// The pack.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// NAME or NAME.APP.
+    pub target: String,
+    /// Arguments for the app (put them after -- when they start with a dash).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}

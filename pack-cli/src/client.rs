@@ -1,0 +1,230 @@
+//! A small client for packd's API over its Unix socket (HTTP/1.1, one connection per request).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::{Method, Request, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use packd::api::types::{ChangeInfo, Envelope, ErrorResult};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach packd at {socket}: {source}; is packd running? (point to it with --socket or PACKD_SOCKET)"
+    )]
+    Connect {
+        socket: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon answered with an error.
+    #[error("{message}")]
+    Api {
+        status: u16,
+        kind: String,
+        message: String,
+    },
+    #[error("talking to packd failed: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+fn protocol(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Protocol(e.to_string())
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+}
+
+impl Client {
+    pub fn new(socket: &Path) -> Self {
+        Self {
+            socket: socket.to_path_buf(),
+        }
+    }
+
+    async fn connect(&self) -> Result<UnixStream> {
+        UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| ClientError::Connect {
+                socket: self.socket.clone(),
+                source,
+            })
+    }
+
+    /// Sends one request; returns the status and the raw body.
+    pub async fn send(&self, req: Request<Body>) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let stream = self.connect().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(protocol)?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        sender.send_request(req).await.map_err(protocol)
+    }
+
+    /// Sends a request and decodes snapd's envelope; error envelopes become [`ClientError::Api`].
+    async fn call(&self, req: Request<Body>) -> Result<Envelope> {
+        let resp = self.send(req).await?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(protocol)?
+            .to_bytes();
+        let env: Envelope = serde_json::from_slice(&bytes).map_err(|e| {
+            protocol(format!(
+                "unexpected answer ({status}): {e}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ))
+        })?;
+        if env.kind == "error" || !status.is_success() {
+            let err: ErrorResult =
+                serde_json::from_value(env.result.clone()).unwrap_or(ErrorResult {
+                    message: format!("packd answered {status}"),
+                    kind: String::new(),
+                });
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                kind: err.kind,
+                message: err.message,
+            });
+        }
+        Ok(env)
+    }
+
+    fn request(method: Method, path: &str) -> hyper::http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "packd")
+    }
+
+    /// `GET path`, decoding the sync result.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let req = Self::request(Method::GET, path)
+            .body(empty())
+            .map_err(protocol)?;
+        let env = self.call(req).await?;
+        serde_json::from_value(env.result).map_err(protocol)
+    }
+
+    /// `POST path` with a JSON body; returns the envelope (async answers carry a change id).
+    pub async fn post_json(&self, path: &str, value: &impl Serialize) -> Result<Envelope> {
+        let json = serde_json::to_vec(value).map_err(protocol)?;
+        let req = Self::request(Method::POST, path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(full(json))
+            .map_err(protocol)?;
+        self.call(req).await
+    }
+
+    /// `POST path` streaming `file` as the body; `progress` is told how many bytes went out.
+    pub async fn upload(
+        &self,
+        path: &str,
+        file: &Path,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<Envelope> {
+        let f = tokio::fs::File::open(file).await?;
+        let len = f.metadata().await?.len();
+        let stream = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20)
+            .inspect_ok(move |chunk| progress(chunk.len() as u64))
+            .map_ok(Frame::data);
+        let body = BodyExt::boxed(StreamBody::new(stream));
+        let req = Self::request(Method::POST, path)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, len)
+            .body(body)
+            .map_err(protocol)?;
+        self.call(req).await
+    }
+
+    /// Follows a change until it is ready, calling `on_update` on every change of state.
+    pub async fn wait_change(
+        &self,
+        id: &str,
+        mut on_update: impl FnMut(&ChangeInfo),
+    ) -> Result<ChangeInfo> {
+        loop {
+            let change: ChangeInfo = self.get(&format!("/v2/changes/{id}?wait=true")).await?;
+            on_update(&change);
+            if change.ready {
+                return Ok(change);
+            }
+            // The daemon holds the request until something moves; this only guards against a
+            // busy loop if it ever answered early.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Opens the run protocol: returns the upgraded stream, or the daemon's error.
+    pub async fn upgrade(
+        &self,
+        path: &str,
+        protocol_name: &str,
+        json: Vec<u8>,
+    ) -> Result<UnixStream> {
+        let req = Self::request(Method::POST, path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, protocol_name)
+            .body(full(json))
+            .map_err(protocol)?;
+        let resp = self.send(req).await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(protocol)?
+                .to_bytes();
+            let message = serde_json::from_slice::<Envelope>(&bytes)
+                .ok()
+                .and_then(|e| serde_json::from_value::<ErrorResult>(e.result).ok())
+                .map(|e| e.message)
+                .unwrap_or_else(|| format!("packd answered {status}"));
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                kind: String::new(),
+                message,
+            });
+        }
+        let upgraded = hyper::upgrade::on(resp).await.map_err(protocol)?;
+        let parts = upgraded
+            .downcast::<TokioIo<UnixStream>>()
+            .map_err(|_| protocol("unexpected connection type after the upgrade"))?;
+        if !parts.read_buf.is_empty() {
+            return Err(protocol("packd spoke before the client was ready"));
+        }
+        Ok(parts.io.into_inner())
+    }
+}
+
+fn empty() -> Body {
+    Empty::<Bytes>::new().map_err(|e| match e {}).boxed()
+}
+
+fn full(bytes: Vec<u8>) -> Body {
+    Full::new(Bytes::from(bytes))
+        .map_err(|e| match e {})
+        .boxed()
+}

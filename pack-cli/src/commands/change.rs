@@ -1,0 +1,40 @@
+//! Following a change to its end, with a spinner naming the task under way.
+
+use anyhow::bail;
+use packd::api::types::{ChangeInfo, Envelope};
+
+use crate::client::Client;
+
+/// The change id of an async answer.
+pub fn change_id(env: &Envelope) -> anyhow::Result<String> {
+    match &env.change {
+        Some(id) => Ok(id.clone()),
+        None => bail!("packd did not start a change"),
+    }
+}
+
+/// Waits for the change; a failed change becomes an error with the failing task's message.
+pub async fn follow(client: &Client, id: &str) -> anyhow::Result<ChangeInfo> {
+    let spinner = crate::output::spinner("");
+    let change = client
+        .wait_change(id, |c| {
+            if let Some(t) = c
+                .tasks
+                .iter()
+                .find(|t| t.status == "Doing" || t.status == "Undoing")
+            {
+                spinner.set_message(t.summary.clone());
+            }
+        })
+        .await;
+    spinner.finish_and_clear();
+    let change = change?;
+    if change.status != "Done" {
+        let err = change
+            .err
+            .clone()
+            .unwrap_or_else(|| format!("change {id} ended {}", change.status));
+        bail!("{} failed: {err}", change.summary);
+    }
+    Ok(change)
+}

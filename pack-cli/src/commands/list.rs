@@ -1,0 +1,37 @@
+//! `pack list [--json]`.
+
+use packd::api::types::PackInfo;
+
+use crate::cli::ListArgs;
+use crate::client::Client;
+
+pub async fn run(client: &Client, args: &ListArgs) -> anyhow::Result<()> {
+    let packs: Vec<PackInfo> = client.get("/v2/packs").await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&packs)?);
+        return Ok(());
+    }
+    if packs.is_empty() {
+        eprintln!("No packs are installed yet. Try 'pack install FILE --dangerous'.");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = packs
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.version.clone(),
+                p.revision.to_string(),
+                p.pack_type.clone(),
+                p.base.clone().unwrap_or_else(|| "-".into()),
+                if p.notes.is_empty() {
+                    "-".into()
+                } else {
+                    p.notes.join(",")
+                },
+            ]
+        })
+        .collect();
+    crate::output::table(&["Name", "Version", "Rev", "Type", "Base", "Notes"], &rows);
+    Ok(())
+}

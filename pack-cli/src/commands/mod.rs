@@ -1,0 +1,36 @@
+//! One module per command; each returns the process exit status.
+
+mod base;
+mod build;
+mod change;
+mod info;
+mod install;
+mod list;
+mod remove;
+mod run;
+
+use crate::cli::{Cli, Command};
+use crate::client::Client;
+
+/// Exit status of a refused request or a failed change.
+pub const EXIT_FAILURE: i32 = 1;
+
+pub async fn dispatch(cli: Cli) -> i32 {
+    let client = Client::new(&cli.socket);
+    let result = match cli.command {
+        Command::Pack(args) => build::run(&args),
+        Command::Base { command } => base::run(&command),
+        Command::Install(args) => install::run(&client, &args).await,
+        Command::Remove(args) => remove::run(&client, &args).await,
+        Command::List(args) => list::run(&client, &args).await,
+        Command::Info(args) => info::run(&client, &args).await,
+        Command::Run(args) => return run::run(&client, &args).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}
