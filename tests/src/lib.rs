@@ -1,0 +1,427 @@
+//! The end-to-end harness: a real `packd` on a temporary root per test, driven through the real
+//! `pack` binary as a user would.
+//!
+//! Every [`Env`] cleans up on drop, even when the test failed: it stops its daemon (by pid),
+//! unmounts everything under its root (loop devices clear themselves), and deletes the root.
+//! Tests need root. Outside CI they skip with a message; under `CI=true` they fail instead.
+
+// `Env::new()` starts a daemon: too much for a `Default`.
+#![allow(clippy::new_without_default)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Returns false (after saying why) when the test cannot run here; panics under CI.
+pub fn have_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} needs root, and CI=true forbids skipping: run the suite as root (make test)"
+    );
+    eprintln!("SKIPPED {test}: needs root (it runs for real in CI)");
+    false
+}
+
+/// Skips the calling test unless it can run (see [`have_root`]).
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::have_root(module_path!()) {
+            return;
+        }
+    };
+}
+
+/// The directory holding the workspace's binaries (`target/debug` or `target/release`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/e2e-xxxx → target/debug
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .to_path_buf();
+    for bin in ["pack", "packd", "pack-confine"] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} is missing: build the binaries first (cargo build --workspace --bins; make test does)",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+pub fn pack_bin() -> PathBuf {
+    bin_dir().join("pack")
+}
+
+/// The workspace's root directory.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Where built fixtures are cached for the whole test run.
+fn cache_dir() -> PathBuf {
+    let dir = bin_dir().join("e2e-cache");
+    fs::create_dir_all(&dir).expect("cache dir");
+    dir
+}
+
+/// The busybox base, built once per test run with `pack base build busybox` (which fetches
+/// busybox-static with apt).
+pub fn busybox_base() -> PathBuf {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let out = cache_dir().join("busybox.pack");
+        if !out.exists() {
+            let tmp = cache_dir().join(format!("busybox.pack.{}", std::process::id()));
+            let o = Command::new(pack_bin())
+                .args(["base", "build", "busybox"])
+                .arg(&tmp)
+                .output()
+                .expect("run pack base build");
+            assert!(
+                o.status.success(),
+                "pack base build busybox failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            fs::rename(&tmp, &out).expect("cache the base");
+        }
+        out
+    })
+    .clone()
+}
+
+/// The result of a `pack` command.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        use std::os::unix::process::ExitStatusExt;
+        Run {
+            code: o
+                .status
+                .code()
+                .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(self) -> String {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self.stdout
+    }
+
+    /// Asserts failure with `code` and returns stderr.
+    #[track_caller]
+    pub fn fails(self, code: i32) -> String {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self.stderr
+    }
+}
+
+/// One isolated packd: its own root, socket and daemon process.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    daemon: Option<Child>,
+    extra_env: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// A new root with a running daemon.
+    pub fn new() -> Env {
+        let mut env = Env::stopped();
+        env.start();
+        env
+    }
+
+    /// A new root, daemon not started.
+    pub fn stopped() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("packd-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let root = dir.path().join("root");
+        fs::create_dir(&root).expect("root dir");
+        let socket = root.join("run/packd.socket");
+        Env {
+            dir,
+            root,
+            socket,
+            daemon: None,
+            extra_env: BTreeMap::new(),
+        }
+    }
+
+    /// An environment variable for the daemon's next start (e.g. a crash point).
+    pub fn set_daemon_env(&mut self, key: &str, value: &str) {
+        self.extra_env.insert(key.into(), value.into());
+    }
+
+    pub fn clear_daemon_env(&mut self) {
+        self.extra_env.clear();
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.daemon.is_none(), "daemon already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("packd.log"))
+            .expect("log file");
+        let child = Command::new(bin_dir().join("packd"))
+            .arg("--root")
+            .arg(&self.root)
+            .envs(&self.extra_env)
+            .env("PACKD_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start packd");
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            if let Some(status) = self
+                .daemon
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("packd exited at start ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "packd did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            signal(&child, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    signal(&child, libc::SIGKILL);
+                    let _ = child.wait();
+                    panic!("packd did not stop on SIGTERM:\n{}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Kills the daemon with SIGKILL, as a power cut would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            signal(&child, libc::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until the daemon exits on its own (e.g. at a crash point); returns whether it did.
+    pub fn wait_daemon_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while let Some(child) = self.daemon.as_mut() {
+            if child.try_wait().ok().flatten().is_some() {
+                self.daemon = None;
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    /// Unmounts everything under the root, as a reboot would.
+    pub fn unmount_all(&self) {
+        unmount_under(&self.root);
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("packd.log")).unwrap_or_default()
+    }
+
+    /// A `pack` command talking to this daemon (via PACKD_SOCKET).
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(pack_bin());
+        c.env("PACKD_SOCKET", &self.socket)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn pack<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Run::from(self.cmd().args(args).output().expect("run pack"))
+    }
+
+    /// Installs the busybox base.
+    pub fn install_base(&self) {
+        self.pack([
+            OsStr::new("install"),
+            busybox_base().as_os_str(),
+            OsStr::new("--dangerous"),
+        ])
+        .ok();
+    }
+
+    /// Packs `dir` into the test's directory and returns the file.
+    pub fn build(&self, dir: &Path) -> PathBuf {
+        let out = self.dir.path().join(format!(
+            "{}.pack",
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("pkg")
+        ));
+        self.pack([
+            OsStr::new("pack"),
+            dir.as_os_str(),
+            OsStr::new("--output"),
+            out.as_os_str(),
+        ])
+        .ok();
+        out
+    }
+
+    /// Installs `file` with --dangerous, asserting success.
+    pub fn install(&self, file: &Path) -> String {
+        self.pack([
+            OsStr::new("install"),
+            file.as_os_str(),
+            OsStr::new("--dangerous"),
+        ])
+        .ok()
+    }
+
+    /// The mount points under this root.
+    pub fn mounts(&self) -> Vec<PathBuf> {
+        mounts_under(&self.root)
+    }
+
+    /// A listing of everything under the root (path, type, mode, size, link target), to show
+    /// that a refused request changed nothing.
+    pub fn snapshot(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        snapshot_into(&self.root, &self.root, &mut out);
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.kill();
+        unmount_under(&self.root);
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// Mount points at or below `dir`, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    found
+}
+
+fn unmount_under(dir: &Path) {
+    for _ in 0..3 {
+        let mounts = mounts_under(dir);
+        if mounts.is_empty() {
+            return;
+        }
+        for m in mounts {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn snapshot_into(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(md) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+        if md.file_type().is_symlink() {
+            let target = fs::read_link(&p).unwrap_or_default();
+            out.push(format!("{rel} -> {}", target.display()));
+        } else if md.is_dir() {
+            out.push(format!("{rel}/ {:o}", md.permissions().mode()));
+            snapshot_into(root, &p, out);
+        } else {
+            out.push(format!(
+                "{rel} {:o} {} {}",
+                md.permissions().mode(),
+                md.len(),
+                md.mtime()
+            ));
+        }
+    }
+}
+
+/// Writes a package source directory: `meta/pack.yaml` plus executable files.
+pub fn write_pack_dir(parent: &Path, name: &str, yaml: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = parent.join(name);
+    fs::create_dir_all(dir.join("meta")).expect("meta dir");
+    fs::write(dir.join("meta/pack.yaml"), yaml).expect("pack.yaml");
+    for (path, content) in files {
+        let p = dir.join(path);
+        fs::create_dir_all(p.parent().expect("parent")).expect("dirs");
+        fs::write(&p, content).expect("file");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    dir
+}
