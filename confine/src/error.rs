@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
     ReadSpec,
+    Cgroup,
     Namespaces,
     Fork,
     PrepareRoot,
@@ -20,6 +21,10 @@ pub enum Step {
     Session,
     Cwd,
     Identity,
+    Capabilities,
+    Landlock,
+    AppArmor,
+    Seccomp,
     CloseFds,
     Exec(String),
 }
@@ -28,6 +33,7 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::ReadSpec => f.write_str("read-spec"),
+            Step::Cgroup => f.write_str("cgroup"),
             Step::Namespaces => f.write_str("namespaces"),
             Step::Fork => f.write_str("fork"),
             Step::PrepareRoot => f.write_str("prepare-root"),
@@ -38,6 +44,10 @@ impl fmt::Display for Step {
             Step::Session => f.write_str("session"),
             Step::Cwd => f.write_str("cwd"),
             Step::Identity => f.write_str("identity"),
+            Step::Capabilities => f.write_str("capabilities"),
+            Step::Landlock => f.write_str("landlock"),
+            Step::AppArmor => f.write_str("apparmor"),
+            Step::Seccomp => f.write_str("seccomp"),
             Step::CloseFds => f.write_str("close-fds"),
             Step::Exec(cmd) => write!(f, "exec {cmd}"),
         }

@@ -23,8 +23,10 @@ use std::path::Path;
 use nix::sched::CloneFlags;
 
 use crate::error::{Step, StepError};
+use crate::seccomp::Profile;
 use crate::spec::SandboxSpec;
-use crate::steps::{mounts, net, signals};
+use crate::steps::landlock::Enforcement;
+use crate::steps::{apparmor, caps, landlock, mounts, net, signals};
 use crate::sys::LinuxSys;
 
 /// The descriptor the spec arrives on.
@@ -38,6 +40,14 @@ pub const EXIT_SETUP_FAILED: i32 = 125;
 pub const EXIT_CANNOT_EXECUTE: i32 = 126;
 /// The command does not exist (as a shell reports).
 pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// One line on the status pipe: a failed step, or what a layer reports before exec.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StatusLine {
+    Failed(StepError),
+    Landlock(Enforcement),
+}
 
 /// Where step errors go.
 pub struct StatusPipe(Option<File>);
@@ -60,11 +70,15 @@ impl StatusPipe {
     }
 
     pub fn report(&mut self, err: &StepError) {
+        self.send(&StatusLine::Failed(err.clone()));
+    }
+
+    pub fn send(&mut self, line: &StatusLine) {
         if let Some(f) = self.0.as_mut()
-            && let Ok(mut line) = serde_json::to_vec(err)
+            && let Ok(mut bytes) = serde_json::to_vec(line)
         {
-            line.push(b'\n');
-            let _ = f.write_all(&line);
+            bytes.push(b'\n');
+            let _ = f.write_all(&bytes);
         }
     }
 
@@ -120,16 +134,38 @@ fn clone_flags(spec: &SandboxSpec) -> CloneFlags {
     flags
 }
 
-/// The supervisor: unshare, fork the init, relay signals, exit with the init's status.
+/// What the app step needs that must be read from the host before the root changes.
+struct Prepared {
+    saved_mask: libc::sigset_t,
+    seccomp: Option<Profile>,
+}
+
+/// The supervisor: join the cgroup, read the seccomp profile, unshare, fork the init, relay
+/// signals, exit with the init's status.
 fn supervise(spec: &SandboxSpec, status: &mut StatusPipe) -> Result<i32, StepError> {
     let saved_mask = signals::block_all();
     set_not_dumpable();
+    // Join first: everything forked from here on is inside, and the cgroup namespace created
+    // below is rooted at this cgroup.
+    if let Some(cg) = &spec.cgroup {
+        crate::cgroup::join(&cg.dirs).map_err(|e| StepError::io(Step::Cgroup, e))?;
+    }
+    let seccomp = match &spec.seccomp {
+        Some(s) => Some(
+            Profile::read(&s.profile).map_err(|e| StepError::msg(Step::Seccomp, e.to_string()))?,
+        ),
+        None => None,
+    };
+    let prepared = Prepared {
+        saved_mask,
+        seccomp,
+    };
     nix::sched::unshare(clone_flags(spec)).map_err(|e| StepError::nix(Step::Namespaces, e))?;
     // SAFETY: this process is single-threaded (the helper never starts threads), so the child
     // may do anything after fork.
     match unsafe { nix::unistd::fork() }.map_err(|e| StepError::nix(Step::Fork, e))? {
         nix::unistd::ForkResult::Child => {
-            let code = match init(spec, status, &saved_mask) {
+            let code = match init(spec, status, &prepared) {
                 Ok(code) => code,
                 Err(e) => {
                     status.report(&e);
@@ -150,7 +186,7 @@ fn supervise(spec: &SandboxSpec, status: &mut StatusPipe) -> Result<i32, StepErr
 fn init(
     spec: &SandboxSpec,
     status: &mut StatusPipe,
-    saved_mask: &libc::sigset_t,
+    prepared: &Prepared,
 ) -> Result<i32, StepError> {
     // Die with the supervisor; the kernel then kills everything in the pid namespace.
     // SAFETY: prctl with integer arguments.
@@ -168,7 +204,7 @@ fn init(
     // SAFETY: single-threaded, as above.
     match unsafe { nix::unistd::fork() }.map_err(|e| StepError::nix(Step::Fork, e))? {
         nix::unistd::ForkResult::Child => {
-            let err = exec_app(spec, saved_mask);
+            let err = exec_app(spec, prepared, status);
             let code = match err.errno {
                 Some(libc::ENOENT) if matches!(err.step, Step::Exec(_)) => EXIT_NOT_FOUND,
                 Some(_) if matches!(err.step, Step::Exec(_)) => EXIT_CANNOT_EXECUTE,
@@ -185,18 +221,43 @@ fn init(
     }
 }
 
-/// The app: session, working directory, identity, descriptors, exec. Returns only on failure.
-fn exec_app(spec: &SandboxSpec, saved_mask: &libc::sigset_t) -> StepError {
+/// The app: session, working directory, AppArmor, identity, capabilities, Landlock,
+/// descriptors, seccomp (last), exec. Returns only on failure.
+fn exec_app(spec: &SandboxSpec, prepared: &Prepared, status: &mut StatusPipe) -> StepError {
+    match confine_app(spec, prepared, status) {
+        Ok(()) => exec(spec),
+        Err(e) => e,
+    }
+}
+
+fn confine_app(
+    spec: &SandboxSpec,
+    prepared: &Prepared,
+    status: &mut StatusPipe,
+) -> Result<(), StepError> {
     let p = &spec.process;
-    signals::restore(saved_mask);
-    if let Err(e) = nix::unistd::setsid() {
-        return StepError::nix(Step::Session, e);
+    signals::restore(&prepared.saved_mask);
+    nix::unistd::setsid().map_err(|e| StepError::nix(Step::Session, e))?;
+    enter_cwd(&p.cwd, &p.fallback_cwd)?;
+    if let Some(label) = &spec.apparmor
+        && apparmor::available()
+    {
+        apparmor::change_onexec(label)?;
     }
-    if let Err(e) = enter_cwd(&p.cwd, &p.fallback_cwd) {
-        return e;
+    let keep = caps::parse(&spec.capabilities)?;
+    if p.uid != 0 && !keep.is_empty() {
+        // Keep the permitted set across the uid change; the ambient set carries it over exec.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
     }
-    if let Err(e) = crate::steps::identity::switch(p.uid, p.gid, &p.groups) {
-        return e;
+    crate::steps::identity::switch(p.uid, p.gid, &p.groups)?;
+    if spec.devmode {
+        caps::set_no_new_privs()?;
+    } else {
+        caps::drop_all_but(&keep)?;
+        if let Some(rules) = &spec.landlock {
+            status.send(&StatusLine::Landlock(landlock::apply(rules)?));
+        }
     }
     // Nothing but 0-2 crosses exec (runc CVE-2024-21626): mark every other descriptor
     // close-on-exec; the status pipe already is.
@@ -210,8 +271,23 @@ fn exec_app(spec: &SandboxSpec, saved_mask: &libc::sigset_t) -> StepError {
         )
     };
     if rc != 0 {
-        return StepError::io(Step::CloseFds, std::io::Error::last_os_error());
+        return Err(StepError::io(
+            Step::CloseFds,
+            std::io::Error::last_os_error(),
+        ));
     }
+    // Last: after this only the allowed syscalls remain (exec and the failure report among
+    // them).
+    if let Some(profile) = &prepared.seccomp {
+        profile
+            .load()
+            .map_err(|e| StepError::msg(Step::Seccomp, e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn exec(spec: &SandboxSpec) -> StepError {
+    let p = &spec.process;
     let Some(exe) = p.argv.first() else {
         return StepError::msg(Step::Exec(String::new()), "empty command");
     };

@@ -13,8 +13,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::error::{Step, StepError};
-use crate::helper::{SPEC_FD, STATUS_FD};
+use crate::helper::{SPEC_FD, STATUS_FD, StatusLine};
 use crate::spec::SandboxSpec;
+use crate::steps::landlock::Enforcement;
 
 /// The app's standard input, output and error.
 pub struct Stdio3 {
@@ -94,25 +95,37 @@ impl Handoff {
 /// Whether the app's exec succeeded.
 pub struct ExecStatus(File);
 
+/// What the layers reported on the way to a successful exec.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// What Landlock enforced (`None` when it was not applied).
+    pub landlock: Option<Enforcement>,
+}
+
 impl ExecStatus {
     /// Blocks until the app has exec'd (`Ok`) or a step failed (`Err`, naming the step).
-    pub fn wait(mut self) -> Result<(), StepError> {
+    pub fn wait(mut self) -> Result<Report, StepError> {
         let mut buf = Vec::new();
         if let Err(e) = self.0.read_to_end(&mut buf) {
             return Err(StepError::io(Step::ReadSpec, e));
         }
-        let Some(line) = buf.split(|b| *b == b'\n').find(|l| !l.is_empty()) else {
-            return Ok(());
-        };
-        Err(serde_json::from_slice(line).unwrap_or_else(|_| {
-            StepError::msg(
-                Step::ReadSpec,
-                format!(
-                    "the sandbox helper reported an unreadable error: {}",
-                    String::from_utf8_lossy(line)
-                ),
-            )
-        }))
+        let mut report = Report::default();
+        for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice::<StatusLine>(line) {
+                Ok(StatusLine::Landlock(e)) => report.landlock = Some(e),
+                Ok(StatusLine::Failed(e)) => return Err(e),
+                Err(_) => {
+                    return Err(StepError::msg(
+                        Step::ReadSpec,
+                        format!(
+                            "the sandbox helper reported something unreadable: {}",
+                            String::from_utf8_lossy(line)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// The raw descriptor, for callers that wait asynchronously.

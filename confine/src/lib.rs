@@ -6,15 +6,21 @@
 //! - [`spec`]: the data;
 //! - [`launch`]: the daemon side (spawn the helper, hand over the spec and stdio);
 //! - [`helper`]: the `pack-confine` side (supervisor, init, app);
-//! - [`steps`]: the individual steps; [`sys`]: the syscall seam they use.
+//! - [`steps`]: the individual steps; [`sys`]: the syscall seam they use;
+//! - [`cgroup`], [`seccomp`]: the daemon-side halves of those layers (create and limit cgroups,
+//!   compile profiles); [`features`]: which layers the kernel offers.
 
+pub mod cgroup;
 pub mod error;
+pub mod features;
 pub mod helper;
 pub mod launch;
+pub mod seccomp;
 pub mod spec;
 pub mod steps;
 pub mod sys;
 
 pub use error::{Step, StepError};
-pub use launch::{ExecStatus, Handoff, Stdio3};
-pub use spec::{MountOp, Namespaces, Process, SandboxSpec};
+pub use features::Features;
+pub use launch::{ExecStatus, Handoff, Report, Stdio3};
+pub use spec::{CgroupJoin, LandlockSpec, MountOp, Namespaces, Process, SandboxSpec, SeccompSpec};

@@ -19,6 +19,62 @@ pub struct SandboxSpec {
     /// Host name inside the new UTS namespace.
     pub hostname: String,
     pub process: Process,
+    /// The cgroup (one directory per hierarchy) the sandbox joins before anything else runs.
+    #[serde(default)]
+    pub cgroup: Option<CgroupJoin>,
+    /// Capabilities the app keeps (names such as `CAP_NET_BIND_SERVICE`); all others are
+    /// dropped from every set, the bounding set included.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub landlock: Option<LandlockSpec>,
+    #[serde(default)]
+    pub seccomp: Option<SeccompSpec>,
+    /// The AppArmor profile to change to on exec, when the kernel has AppArmor.
+    #[serde(default)]
+    pub apparmor: Option<String>,
+    /// The layers log instead of denying: seccomp logs, Landlock is not applied, capabilities
+    /// are kept. Marked as such wherever the pack shows.
+    #[serde(default)]
+    pub devmode: bool,
+}
+
+/// The cgroup directories (absolute host paths, one per hierarchy) to join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CgroupJoin {
+    pub dirs: Vec<PathBuf>,
+}
+
+/// Landlock rules, as paths inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub struct LandlockSpec {
+    /// Read and execute (files and directories beneath).
+    pub read: Vec<PathBuf>,
+    /// Every file access (read, write, create, remove, rename, truncate, device ioctls).
+    pub write: Vec<PathBuf>,
+    /// TCP ports the app may bind; every other bind is denied.
+    #[serde(default)]
+    pub bind_tcp: Vec<u16>,
+    /// TCP ports the app may connect to; every other connect is denied.
+    #[serde(default)]
+    pub connect_tcp: Vec<u16>,
+    /// Connect to any TCP port (the network interface); `connect_tcp` then does not matter.
+    #[serde(default)]
+    pub connect_any: bool,
+    /// Bind any TCP port (network-bind without `ports`).
+    #[serde(default)]
+    pub bind_any: bool,
+}
+
+/// A compiled seccomp profile, loaded last, on all threads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SeccompSpec {
+    /// The compiled profile ([`crate::seccomp::Profile`]); it must be owned by root and not
+    /// writable by anyone else.
+    pub profile: PathBuf,
 }
 
 /// Which namespaces the sandbox gets. The mount namespace is always new.
@@ -100,6 +156,14 @@ pub enum MountOp {
     Symlink { target: PathBuf, points_to: PathBuf },
     /// Remount an existing mount point read-only once everything under it is in place.
     RemountReadonly { target: PathBuf },
+    /// Make a path that is not a mount point (e.g. `/proc/sys`) read-only by binding it onto
+    /// itself. A missing path is skipped.
+    ReadonlySelf { target: PathBuf },
+    /// Hide a file (e.g. `/proc/kcore`) under `/dev/null`; a missing one is skipped.
+    MaskFile { target: PathBuf },
+    /// Hide a directory (e.g. `/proc/acpi`) under an empty read-only tmpfs; a missing one is
+    /// skipped.
+    MaskDir { target: PathBuf },
 }
 
 impl MountOp {
@@ -114,7 +178,10 @@ impl MountOp {
             | MountOp::Devpts { target }
             | MountOp::Mkdir { target, .. }
             | MountOp::Symlink { target, .. }
-            | MountOp::RemountReadonly { target } => target,
+            | MountOp::RemountReadonly { target }
+            | MountOp::ReadonlySelf { target }
+            | MountOp::MaskFile { target }
+            | MountOp::MaskDir { target } => target,
         }
     }
 
@@ -130,6 +197,8 @@ impl MountOp {
             MountOp::Mkdir { .. } => "mkdir",
             MountOp::Symlink { .. } => "symlink",
             MountOp::RemountReadonly { .. } => "remount-ro",
+            MountOp::ReadonlySelf { .. } => "readonly",
+            MountOp::MaskFile { .. } | MountOp::MaskDir { .. } => "mask",
         };
         format!("{kind} {}", self.target().display())
     }

@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
 
@@ -27,6 +27,9 @@ pub trait Sys {
         data: Option<&str>,
     ) -> io::Result<()>;
     fn umount_detach(&self, target: &Path) -> io::Result<()>;
+    /// Bind-mounts `source` on `target` without following a symlink at `source` (a data
+    /// directory swapped for a symlink must not redirect the mount: Flatpak CVE-2024-42472).
+    fn bind(&self, source: &Path, target: &Path) -> io::Result<()>;
     /// Creates one directory; an existing directory is fine.
     fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()>;
     /// Creates an empty file (a mount point for a device); an existing file is fine.
@@ -59,6 +62,43 @@ impl Sys for LinuxSys {
 
     fn umount_detach(&self, target: &Path) -> io::Result<()> {
         nix::mount::umount2(target, MntFlags::MNT_DETACH).map_err(io::Error::from)
+    }
+
+    fn bind(&self, source: &Path, target: &Path) -> io::Result<()> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let c = cpath(source)?;
+        // SAFETY: valid path; the descriptor is owned below.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // fstat of the descriptor itself: no window between the check and the mount.
+        let st = nix::sys::stat::fstat(&fd).map_err(io::Error::from)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a symlink; bind sources must not be",
+                    source.display()
+                ),
+            ));
+        }
+        let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        nix::mount::mount(
+            Some(&via),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(io::Error::from)
     }
 
     fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()> {
@@ -189,6 +229,10 @@ pub mod fake {
         }
         fn umount_detach(&self, target: &Path) -> io::Result<()> {
             self.record(format!("umount {}", target.display()));
+            Ok(())
+        }
+        fn bind(&self, source: &Path, target: &Path) -> io::Result<()> {
+            self.record(format!("bind {} {}", source.display(), target.display()));
             Ok(())
         }
         fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()> {

@@ -3,6 +3,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use confine::cgroup::{Cgroup, Layout};
 
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -31,6 +35,13 @@ pub struct Daemon {
     pub engine: Engine,
     /// The host name apps see in their UTS namespace.
     pub hostname: String,
+    /// The sandbox layers this kernel offers, probed at start.
+    pub features: confine::Features,
+    /// The cgroup hierarchies, when there are any.
+    pub cgroups: Option<Layout>,
+    /// Where this daemon's sandbox cgroups live in each hierarchy.
+    pub cgroup_parent: PathBuf,
+    launches: AtomicU64,
 }
 
 impl Daemon {
@@ -59,9 +70,23 @@ impl Daemon {
             }
         }
         let store = Arc::new(Store::open(&paths.state_file())?);
+        let features = confine::Features::probe();
+        let cgroups = Layout::detect().ok();
+        let cgroup_parent = crate::policy::confinement::cgroup_parent(&config.root);
+        if let Some(layout) = &cgroups {
+            cleanup_cgroups(layout, &cgroup_parent);
+        }
+        let parent_file = paths.cgroup_parent_file();
+        fsutil::write_atomic(
+            &parent_file,
+            cgroup_parent.as_os_str().as_encoded_bytes(),
+            0o644,
+        )
+        .ctx("write", &parent_file)?;
         let manager = PackManager {
             paths: paths.clone(),
             pack_binary: config.pack_binary.clone(),
+            apparmor: features.apparmor,
         };
         clean_uploads(&paths, &store);
         let (wanted, active) =
@@ -79,7 +104,17 @@ impl Daemon {
             store,
             engine,
             hostname,
+            features,
+            cgroups,
+            cgroup_parent,
+            launches: AtomicU64::new(0),
         }))
+    }
+
+    /// A fresh cgroup path for one launch of `name.app`.
+    pub fn next_cgroup(&self, name: &str, app: &str) -> PathBuf {
+        let n = self.launches.fetch_add(1, Ordering::Relaxed);
+        self.cgroup_parent.join(format!("{name}.{app}.{n}"))
     }
 
     /// Serves the API until SIGTERM or SIGINT, then stops after the task under way.
@@ -105,9 +140,32 @@ impl Daemon {
         crate::api::serve(listener, crate::api::router(self.clone()), shutdown).await;
         tracing::info!("stopping");
         let me = self.clone();
-        let _ = tokio::task::spawn_blocking(move || me.engine.stop()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            me.engine.stop();
+            // Sandboxes die with the daemon; their cgroups go with it too.
+            if let Some(layout) = &me.cgroups
+                && let Err(e) = confine::cgroup::remove_tree(layout, &me.cgroup_parent)
+            {
+                tracing::warn!(error = %e, "cannot remove the sandbox cgroups");
+            }
+        })
+        .await;
         let _ = std::fs::remove_file(socket);
         Ok(())
+    }
+}
+
+/// Kills and removes the sandbox cgroups a previous run of this daemon left behind (after a
+/// crash: sandboxes die with the daemon, their cgroups stay).
+fn cleanup_cgroups(layout: &Layout, parent: &std::path::Path) {
+    for child in confine::cgroup::children(layout, parent) {
+        let cg = Cgroup::at(layout, &parent.join(&child));
+        cg.kill();
+        if let Err(e) = cg.remove(Duration::from_secs(2)) {
+            tracing::warn!(cgroup = %child, error = %e, "cannot remove a leftover cgroup");
+        } else {
+            tracing::info!(cgroup = %child, "removed a leftover sandbox cgroup");
+        }
     }
 }
 

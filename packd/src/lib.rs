@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod launch;
 pub mod packs;
 pub mod paths;
+pub mod policy;
 pub mod state;
 mod testing;
 

@@ -46,6 +46,22 @@ impl Paths {
         self.lib_dir().join("profiles")
     }
 
+    /// `var/lib/packd/profiles/NAME/REV`: the compiled seccomp and generated AppArmor
+    /// profiles of a revision's apps.
+    pub fn profile_dir(&self, name: &str, rev: Revision) -> PathBuf {
+        self.profiles_dir().join(name).join(rev.to_string())
+    }
+
+    /// The compiled seccomp profile of app `app`.
+    pub fn seccomp_profile(&self, name: &str, rev: Revision, app: &str) -> PathBuf {
+        self.profile_dir(name, rev).join(format!("{app}.seccomp"))
+    }
+
+    /// The AppArmor profile of app `app`.
+    pub fn apparmor_profile(&self, name: &str, rev: Revision, app: &str) -> PathBuf {
+        self.profile_dir(name, rev).join(format!("{app}.apparmor"))
+    }
+
     /// `pack/`: mount points and launchers.
     pub fn mount_base(&self) -> PathBuf {
         self.root.join("pack")
@@ -94,6 +110,12 @@ impl Paths {
     /// `run/packd/tmp/NAME`: root-owned 0700; its `tmp` child (1777) is the pack's `/tmp`.
     pub fn private_tmp(&self, name: &str) -> PathBuf {
         self.run_dir().join("tmp").join(name)
+    }
+
+    /// `run/packd/cgroup-parent`: where this daemon's sandbox cgroups live (relative to each
+    /// hierarchy's root), for whoever cleans up after a daemon that was killed.
+    pub fn cgroup_parent_file(&self) -> PathBuf {
+        self.run_dir().join("cgroup-parent")
     }
 
     /// The default API socket, `run/packd.socket`.

@@ -349,8 +349,46 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        self.kill();
+        // Gracefully if possible (the daemon removes its cgroups), by force otherwise.
+        if let Some(mut child) = self.daemon.take() {
+            signal(&child, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            signal(&child, libc::SIGKILL);
+            let _ = child.wait();
+        }
+        self.remove_cgroups();
         unmount_under(&self.root);
+    }
+}
+
+impl Env {
+    /// Removes the cgroups this root's daemons created (after a kill they are left over).
+    pub fn remove_cgroups(&self) {
+        let Ok(parent) = fs::read_to_string(self.root.join("run/packd/cgroup-parent")) else {
+            return;
+        };
+        if let Ok(layout) = confine::cgroup::Layout::detect() {
+            let _ = confine::cgroup::remove_tree(&layout, Path::new(parent.trim()));
+        }
+    }
+
+    /// The cgroup directories of this root's daemon that exist right now.
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        let Ok(parent) = fs::read_to_string(self.root.join("run/packd/cgroup-parent")) else {
+            return Vec::new();
+        };
+        let Ok(layout) = confine::cgroup::Layout::detect() else {
+            return Vec::new();
+        };
+        layout
+            .roots()
+            .iter()
+            .map(|r| r.join(parent.trim()))
+            .filter(|d| d.exists())
+            .collect()
     }
 }
 

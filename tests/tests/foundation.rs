@@ -321,7 +321,12 @@ fn the_sandbox_sees_the_base_its_pack_and_nothing_else() {
     assert_eq!(sh("ls /pack").ok().trim(), "tools");
     assert_eq!(
         sh("ls /var/pack/tools | sort | tr '\\n' ' '").ok().trim(),
-        "common current x1"
+        "common current users x1"
+    );
+    assert_eq!(
+        sh("ls /var/pack/tools/users").ok().trim(),
+        "0",
+        "only the caller's own data"
     );
     // Data writable, and on the host where packd keeps it.
     sh("echo kept > $PACK_DATA/f && echo shared > $PACK_COMMON/g").ok();

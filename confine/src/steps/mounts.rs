@@ -87,7 +87,7 @@ fn apply_one(sys: &dyn Sys, root: &Path, op: &MountOp) -> io::Result<()> {
             if sys.lstat(&at)?.is_none() {
                 sys.create_file(&at)?;
             }
-            sys.mount(Some(source), &at, None, MsFlags::MS_BIND, None)?;
+            sys.bind(source, &at)?;
             // Device nodes need dev; they never need suid or exec.
             sys.mount(
                 None,
@@ -145,19 +145,69 @@ fn apply_one(sys: &dyn Sys, root: &Path, op: &MountOp) -> io::Result<()> {
         }
         MountOp::RemountReadonly { target } => {
             let at = resolve_dir(sys, root, target)?;
+            remount_readonly(sys, &at)
+        }
+        MountOp::ReadonlySelf { target } => {
+            let Some(at) = existing(sys, root, target)? else {
+                return Ok(());
+            };
             sys.mount(
-                None,
+                Some(&at),
                 &at,
                 None,
-                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | NOSUID_NODEV,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
                 None,
+            )?;
+            remount_readonly(sys, &at)
+        }
+        MountOp::MaskFile { target } => {
+            let Some(at) = existing(sys, root, target)? else {
+                return Ok(());
+            };
+            sys.bind(Path::new("/dev/null"), &at)?;
+            remount_readonly(sys, &at)
+        }
+        MountOp::MaskDir { target } => {
+            let Some(at) = existing(sys, root, target)? else {
+                return Ok(());
+            };
+            sys.mount(
+                Some(Path::new("tmpfs")),
+                &at,
+                Some("tmpfs"),
+                NOSUID_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+                Some("mode=555,size=0"),
             )
         }
     }
 }
 
+fn remount_readonly(sys: &dyn Sys, at: &Path) -> io::Result<()> {
+    sys.mount(
+        None,
+        at,
+        None,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | NOSUID_NODEV,
+        None,
+    )
+}
+
+/// The path of `target` under `root` when something (not a symlink) is there.
+fn existing(sys: &dyn Sys, root: &Path, target: &Path) -> io::Result<Option<PathBuf>> {
+    let at = match resolve_parent(sys, root, target) {
+        Ok(at) => at,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match sys.lstat(&at)? {
+        None => Ok(None),
+        Some(Kind::Symlink) => Err(symlink_refused(&at)),
+        Some(_) => Ok(Some(at)),
+    }
+}
+
 fn bind(sys: &dyn Sys, source: &Path, at: &Path, readonly: bool) -> io::Result<()> {
-    sys.mount(Some(source), at, None, MsFlags::MS_BIND, None)?;
+    sys.bind(source, at)?;
     // Bind mounts ignore flags until remounted; nosuid/nodev always, ro when asked.
     let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | NOSUID_NODEV;
     if readonly {
@@ -315,12 +365,12 @@ mod tests {
             "mount tmpfs /r/pack tmpfs MS_NOSUID | MS_NODEV mode=755,size=1048576",
             "mkdir /r/pack/hello 755",
             "mkdir /r/pack/hello/x1 755",
-            "mount /host/pack/hello/x1 /r/pack/hello/x1 - MS_BIND -",
+            "bind /host/pack/hello/x1 /r/pack/hello/x1",
             "mount - /r/pack/hello/x1 - MS_RDONLY | MS_NOSUID | MS_NODEV | MS_REMOUNT | MS_BIND -",
             "symlink /r/pack/hello/current -> x1",
             "mount - /r/pack - MS_RDONLY | MS_NOSUID | MS_NODEV | MS_REMOUNT | MS_BIND -",
             "touch /r/dev/null",
-            "mount /dev/null /r/dev/null - MS_BIND -",
+            "bind /dev/null /r/dev/null",
             "mount - /r/dev/null - MS_NOSUID | MS_NOEXEC | MS_REMOUNT | MS_BIND -",
             "mount proc /r/proc proc MS_NOSUID | MS_NODEV | MS_NOEXEC -",
             "pivot_root /r",

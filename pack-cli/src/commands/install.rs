@@ -35,14 +35,20 @@ pub async fn run(client: &Client, args: &InstallArgs) -> anyhow::Result<()> {
     if !md.is_file() {
         bail!("{} is not a file; pass a .pack file", args.file.display());
     }
+    let query = format!("dangerous=true&filename={}", encode(&file_name));
+    // Ask first: a refusal (not root, say) must not arrive while the file is being sent.
+    client
+        .post_json(
+            &format!("/v2/packs?{query}&preflight=true"),
+            &serde_json::Value::Null,
+        )
+        .await?;
     let bar = crate::output::bytes_bar(md.len(), &format!("uploading {file_name}"));
     let progress = bar.clone();
     let env = client
-        .upload(
-            &format!("/v2/packs?dangerous=true&filename={}", encode(&file_name)),
-            &args.file,
-            move |n| progress.inc(n),
-        )
+        .upload(&format!("/v2/packs?{query}"), &args.file, move |n| {
+            progress.inc(n)
+        })
         .await;
     bar.finish_and_clear();
     let id = change_id(&env?)?;

@@ -85,7 +85,14 @@ async fn session(client: &Client, args: &RunArgs) -> anyhow::Result<i32> {
                     anyhow::bail!("packd closed the connection before {} ended", args.target);
                 };
                 match serde_json::from_str::<RunEvent>(&line) {
-                    Ok(RunEvent::Started) => {}
+                    Ok(RunEvent::Started { devmode }) => {
+                        if devmode {
+                            eprintln!(
+                                "warning: {} is in devmode: its sandbox logs what it would deny instead of denying it",
+                                args.target
+                            );
+                        }
+                    }
                     Ok(RunEvent::Exit { code }) => return Ok(code),
                     Ok(RunEvent::Error { message, code }) => {
                         eprintln!("error: cannot run {}: {message}", args.target);

@@ -26,11 +26,13 @@ use crate::daemon::Daemon;
 use response::ApiError;
 
 /// Who is calling, from the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub uid: u32,
     pub gid: u32,
     pub pid: Option<i32>,
+    /// Supplementary groups (SO_PEERGROUPS).
+    pub groups: Vec<u32>,
 }
 
 impl Peer {
@@ -88,6 +90,7 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
                 uid: c.uid(),
                 gid: c.gid(),
                 pid: c.pid(),
+                groups: peer_groups(&stream),
             },
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read peer credentials; dropping connection");
@@ -97,7 +100,7 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
         let app = app.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(peer);
+                req.extensions_mut().insert(peer.clone());
                 let app = app.clone();
                 async move {
                     Ok::<_, Infallible>(
@@ -115,4 +118,33 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
             }
         });
     }
+}
+
+/// The caller's supplementary groups, from the kernel (SO_PEERGROUPS, Linux 4.13+).
+fn peer_groups(stream: &tokio::net::UnixStream) -> Vec<u32> {
+    use std::os::fd::AsRawFd;
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    for _ in 0..3 {
+        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: getsockopt into a buffer of `len` bytes that we own.
+        let rc = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            groups.truncate(len as usize / std::mem::size_of::<libc::gid_t>());
+            return groups;
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) {
+            break;
+        }
+        // `len` now says how much is needed.
+        groups.resize(len as usize / std::mem::size_of::<libc::gid_t>() + 1, 0);
+    }
+    Vec::new()
 }

@@ -117,6 +117,10 @@ pub struct InstallQuery {
     /// The user's file name, for messages only.
     #[serde(default)]
     filename: Option<String>,
+    /// Only check that an upload with these parameters would be accepted (no body). Clients
+    /// ask first so that a refusal does not arrive while they are still sending.
+    #[serde(default)]
+    preflight: bool,
 }
 
 /// A file name from the client, made safe to print: no control characters, bounded length.
@@ -143,6 +147,9 @@ pub async fn install(
         return Err(ApiError::bad_request(format!(
             "cannot install {label}: local packages carry no store signature; pass --dangerous to install it anyway"
         )));
+    }
+    if q.preflight {
+        return Ok(sync(serde_json::Value::Null));
     }
     // Stage the upload next to the blobs; dropped (deleted) on any error below.
     let upload_dir = d.paths.upload_dir();
@@ -260,6 +267,7 @@ fn plan_install(
     let mut kinds = vec![TaskKind::PreparePack, TaskKind::MountPack];
     if meta.pack_type == PackType::App {
         kinds.push(TaskKind::CopyData);
+        kinds.push(TaskKind::SetupProfiles);
     }
     kinds.push(TaskKind::LinkPack);
     let tasks = kinds

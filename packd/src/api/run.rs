@@ -1,11 +1,13 @@
-//! `POST /v2/run`: the daemon starts the app for the caller. No setuid binary is involved:
+//! `POST /v2/run`: the daemon starts the app for the caller, as the caller. No setuid binary is
+//! involved:
 //!
 //! 1. the client posts a [`RunRequest`] asking to upgrade to [`RUN_PROTOCOL`];
-//! 2. the daemon resolves the app and builds its sandbox spec, then answers 101 (or an error);
+//! 2. the daemon resolves the app, checks its layers and prepares it, then answers 101 (or an
+//!    error);
 //! 3. the client sends its stdin, stdout and stderr over the socket (SCM_RIGHTS);
-//! 4. the daemon spawns `pack-confine` with them and reports [`RunEvent`]s (started, exit);
-//!    the client relays signals as [`RunControl`] messages. A client that goes away takes the
-//!    app with it.
+//! 4. the daemon starts the sandbox with them, as the caller's uid, gid and groups (from
+//!    SO_PEERCRED), and reports [`RunEvent`]s (started, exit); the client relays signals as
+//!    [`RunControl`] messages. A client that goes away takes the app with it.
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -14,12 +16,11 @@ use axum::body::Body;
 use axum::extract::{Extension, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
-use confine::{SandboxSpec, Stdio3};
+use confine::Stdio3;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::process::Child;
 
 use super::Peer;
 use super::fdpass::recv_fds;
@@ -27,7 +28,8 @@ use super::response::{ApiError, ApiResult};
 use super::types::{RUN_PROTOCOL, RunControl, RunEvent, RunRequest};
 use crate::daemon::Daemon;
 use crate::error::Error;
-use crate::launch::{self, AppRef, Invocation};
+use crate::launch::instance::{self, Prepared};
+use crate::launch::{AppRef, Invocation};
 
 pub async fn run(
     State(d): State<Arc<Daemon>>,
@@ -43,8 +45,6 @@ pub async fn run(
             "/v2/run needs 'Upgrade: {RUN_PROTOCOL}'; use 'pack run'"
         )));
     }
-    // Running as another user arrives with the confinement work (issue: users).
-    peer.require_root("running an app (for now)")?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let body = axum::body::to_bytes(req.into_body(), 1 << 20)
         .await
@@ -52,18 +52,22 @@ pub async fn run(
     let rr: RunRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid run request: {e}")))?;
     let target: AppRef = rr.target.parse()?;
-    let resolved = d.store.read(|s| launch::resolve(s, &target))?;
-    let tmp = launch::prepare_private_tmp(&d.paths, &resolved.name)?;
+    // The identity is the kernel's, never the request's.
     let inv = Invocation {
         args: rr.args,
         env: rr.env,
         cwd: rr.cwd,
         uid: peer.uid,
         gid: peer.gid,
-        groups: Vec::new(),
+        groups: peer.groups.clone(),
     };
-    let spec = launch::build_spec(&d.paths, &resolved, &inv, &tmp, &d.hostname)?;
-    let helper = d.config.confine_helper.clone();
+    let prepared = {
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || instance::prepare(&d, &target, inv))
+            .await
+            .map_err(|e| Error::Internal(format!("launch preparation crashed: {e}")))??
+    };
+    let devmode = prepared.resolved.meta.confinement == packfmt::meta::Confinement::Devmode;
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -74,7 +78,7 @@ pub async fn run(
                         return;
                     }
                 };
-                session(parts.io.into_inner(), spec, helper).await;
+                session(d, parts.io.into_inner(), prepared, devmode).await;
             }
             Err(e) => tracing::warn!(error = %e, "run: upgrade failed"),
         }
@@ -95,8 +99,7 @@ async fn send(w: &mut OwnedWriteHalf, event: &RunEvent) {
 }
 
 /// One app run, from the client's descriptors to its exit status.
-async fn session(stream: UnixStream, spec: SandboxSpec, helper: std::path::PathBuf) {
-    let label = spec.label.clone();
+async fn session(d: Arc<Daemon>, stream: UnixStream, prepared: Prepared, devmode: bool) {
     let fds = loop {
         if let Err(e) = stream.readable().await {
             tracing::warn!(error = %e, "run: socket failed");
@@ -118,85 +121,47 @@ async fn session(stream: UnixStream, spec: SandboxSpec, helper: std::path::PathB
     let (Some(stdin), Some(stdout), Some(stderr)) = (fds.next(), fds.next(), fds.next()) else {
         return;
     };
-    let started = start(
-        &helper,
-        &spec,
-        Stdio3 {
-            stdin,
-            stdout,
-            stderr,
-        },
-    )
-    .await;
-    let mut child = match started {
-        Ok(child) => child,
+    let label = format!("{}.{}", prepared.resolved.name, prepared.resolved.app);
+    let mut running = match prepared
+        .start(
+            &d,
+            Stdio3 {
+                stdin,
+                stdout,
+                stderr,
+            },
+        )
+        .await
+    {
+        Ok(running) => running,
         Err((message, code)) => {
             tracing::info!(app = %label, %message, "run: app did not start");
             send(&mut write, &RunEvent::Error { message, code }).await;
             return;
         }
     };
-    send(&mut write, &RunEvent::Started).await;
-    let pid = child.id();
+    send(&mut write, &RunEvent::Started { devmode }).await;
     let mut lines = BufReader::new(read).lines();
     loop {
         tokio::select! {
-            status = child.wait() => {
-                let code = status.map(exit_code).unwrap_or(125);
+            code = running.wait() => {
+                running.cleanup().await;
                 send(&mut write, &RunEvent::Exit { code }).await;
                 return;
             }
             line = lines.next_line() => match line {
                 Ok(Some(line)) => match serde_json::from_str::<RunControl>(&line) {
                     Ok(RunControl::Signal { signal }) if (1..=64).contains(&signal) => {
-                        if let Some(pid) = pid {
-                            // SAFETY: signalling the helper we spawned and still own.
-                            unsafe { libc::kill(pid as i32, signal) };
-                        }
+                        running.signal(signal);
                     }
                     _ => tracing::debug!(%line, "run: ignoring an unknown control message"),
                 },
-                // The client is gone: so is the app (the init dies with the supervisor).
+                // The client is gone: so is the app.
                 Ok(None) | Err(_) => {
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
+                    running.cleanup().await;
                     return;
                 }
             },
         }
     }
-}
-
-/// Spawns the helper and waits until the app has exec'd. On failure, the message and the exit
-/// code `pack run` should use (125 setup, 126 cannot execute, 127 not found).
-async fn start(
-    helper: &std::path::Path,
-    spec: &SandboxSpec,
-    stdio: Stdio3,
-) -> Result<Child, (String, i32)> {
-    let internal = |e: std::io::Error| (format!("cannot start the sandbox helper: {e}"), 125);
-    let (cmd, handoff) = confine::launch::prepare(helper, spec, stdio).map_err(internal)?;
-    let mut child = tokio::process::Command::from(cmd)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(internal)?;
-    let exec = handoff.send_spec().map_err(internal)?;
-    let outcome = tokio::task::spawn_blocking(move || exec.wait())
-        .await
-        .map_err(|e| (format!("sandbox start crashed: {e}"), 125))?;
-    match outcome {
-        Ok(()) => Ok(child),
-        Err(step) => {
-            let code = child.wait().await.map(exit_code).unwrap_or(125);
-            Err((step.to_string(), if code == 0 { 125 } else { code }))
-        }
-    }
-}
-
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(125)
 }

@@ -147,8 +147,11 @@ pub const RUN_PROTOCOL: &str = "packd-run/1";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "type")]
 pub enum RunEvent {
-    /// The app is running.
-    Started,
+    /// The app is running (in devmode: its sandbox logs instead of denying).
+    Started {
+        #[serde(default)]
+        devmode: bool,
+    },
     /// The app ended; `code` is its exit status, or 128 + the signal that killed it.
     Exit { code: i32 },
     /// The app could not be started; `code` is what `pack run` should exit with.

@@ -36,6 +36,9 @@ pub fn environment(r: &Resolved, app: &App, inv: &Invocation) -> BTreeMap<String
     let pack = format!("/pack/{}/{}", r.name, r.revision);
     let data = format!("/var/pack/{}/{}", r.name, r.revision);
     let common = format!("/var/pack/{}/common", r.name);
+    let user = format!("/var/pack/{}/users/{}", r.name, inv.uid);
+    let user_data = format!("{user}/{}", r.revision);
+    let user_common = format!("{user}/common");
     let own = [
         ("PACK", pack.clone()),
         ("PACK_NAME", r.name.clone()),
@@ -43,8 +46,10 @@ pub fn environment(r: &Resolved, app: &App, inv: &Invocation) -> BTreeMap<String
         ("PACK_REVISION", r.revision.to_string()),
         ("PACK_VERSION", r.meta.version.clone()),
         ("PACK_ARCH", host_arch().to_string()),
-        ("PACK_DATA", data.clone()),
+        ("PACK_DATA", data),
         ("PACK_COMMON", common),
+        ("PACK_USER_DATA", user_data.clone()),
+        ("PACK_USER_COMMON", user_common),
     ];
     for (k, v) in &own {
         env.insert((*k).to_string(), v.clone());
@@ -60,12 +65,9 @@ pub fn environment(r: &Resolved, app: &App, inv: &Invocation) -> BTreeMap<String
         "PATH".into(),
         format!("{pack}/usr/sbin:{pack}/usr/bin:{pack}/sbin:{pack}/bin:{SYSTEM_PATH}"),
     );
-    // Root's writable home is the revision's data; other users get theirs with the
-    // confinement work.
-    env.insert(
-        "HOME".into(),
-        if inv.uid == 0 { data } else { "/tmp".into() },
-    );
+    // Everyone's home is their own data directory for this revision (as snapd's
+    // SNAP_USER_DATA), private and writable.
+    env.insert("HOME".into(), user_data);
     env.insert("TMPDIR".into(), "/tmp".into());
     for (k, v) in r.meta.environment.iter().chain(app.environment.iter()) {
         let value = expand(v, &env);

@@ -1,15 +1,17 @@
-//! What goes into an app's sandbox (policy): its mounts, environment and command, as a
-//! [`SandboxSpec`] for the `confine` crate to execute. Pure functions of the state; the only
-//! I/O is [`prepare_private_tmp`].
+//! What goes into an app's sandbox (policy): its mounts, environment, command and layers, as
+//! a [`SandboxSpec`] for the `confine` crate to execute. [`build_spec`] is a pure function of
+//! the state; [`instance`] prepares the host side and runs it.
 
 mod env;
+pub mod instance;
+mod mounts;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
-use confine::{MountOp, Namespaces, Process, SandboxSpec};
+use confine::{CgroupJoin, Namespaces, Process, SandboxSpec, SeccompSpec};
 use packfmt::meta::{validate_app_name, validate_pack_name};
 use packfmt::{PackMeta, Revision};
 
@@ -151,24 +153,67 @@ pub fn prepare_private_tmp(paths: &Paths, name: &str) -> Result<PathBuf> {
     Ok(tmp)
 }
 
+/// The per-user data directories (`PACK_USER_DATA`, `PACK_USER_COMMON`) of `uid`: pairs of
+/// (path inside the sandbox, path on the host). They live under the pack's data, not in the
+/// user's home (no `~/snap` clutter: snapd's LP #1575053), one private directory per user.
+pub fn user_dirs(paths: &Paths, r: &Resolved, uid: u32) -> [(PathBuf, PathBuf); 2] {
+    let host = paths.data_root(&r.name).join("users").join(uid.to_string());
+    let inside = PathBuf::from(format!("/var/pack/{}/users/{uid}", r.name));
+    let rev = r.revision.to_string();
+    [
+        (inside.join(&rev), host.join(&rev)),
+        (inside.join("common"), host.join("common")),
+    ]
+}
+
+/// Creates the caller's data directories, owned by them and private (0700). The parents are
+/// root's, so the caller cannot redirect them; the directories themselves are bound without
+/// following symlinks.
+pub fn prepare_user_dirs(paths: &Paths, r: &Resolved, uid: u32, gid: u32) -> Result<()> {
+    let users = paths.data_root(&r.name).join("users");
+    fsutil::ensure_dir(&users, 0o755).ctx("create", &users)?;
+    let mine = users.join(uid.to_string());
+    let [(_, data), (_, common)] = user_dirs(paths, r, uid);
+    for dir in [&mine, &data, &common] {
+        fsutil::ensure_dir(dir, 0o700).ctx("create", dir)?;
+        std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).ctx("give", dir)?;
+    }
+    Ok(())
+}
+
+/// What a launch brings besides the resolved app and the invocation: prepared on the host
+/// before the spec is built.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub private_tmp: PathBuf,
+    pub hostname: String,
+    pub cgroup: Option<Vec<PathBuf>>,
+    /// The compiled seccomp profile of this app.
+    pub seccomp: Option<PathBuf>,
+}
+
 /// The sandbox of one app run.
 pub fn build_spec(
     paths: &Paths,
     r: &Resolved,
     inv: &Invocation,
-    private_tmp: &Path,
-    hostname: &str,
+    ctx: &Context,
 ) -> Result<SandboxSpec> {
     let app = &r.meta.apps[&r.app];
     let env = env::environment(r, app, inv);
     let mut argv = env::command_argv(r, &app.command, &env)?;
     argv.extend(inv.args.iter().cloned());
+    let user_inside: Vec<PathBuf> = user_dirs(paths, r, inv.uid)
+        .into_iter()
+        .map(|(inside, _)| inside)
+        .collect();
+    let devmode = r.meta.confinement == packfmt::meta::Confinement::Devmode;
     Ok(SandboxSpec {
-        label: format!("pack.{}.{}", r.name, r.app),
+        label: crate::policy::apparmor::label(&r.name, &r.app),
         root: paths.mount_dir(&r.base, r.base_revision),
-        mounts: mounts(paths, r, private_tmp),
+        mounts: mounts::plan(paths, r, &ctx.private_tmp, Some(inv.uid)),
         namespaces: Namespaces::default(),
-        hostname: hostname.to_string(),
+        hostname: ctx.hostname.clone(),
         process: Process {
             argv,
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
@@ -178,142 +223,17 @@ pub fn build_spec(
             gid: inv.gid,
             groups: inv.groups.clone(),
         },
+        cgroup: ctx.cgroup.clone().map(|dirs| CgroupJoin { dirs }),
+        capabilities: Vec::new(),
+        landlock: Some(crate::policy::confinement::landlock(
+            &r.name,
+            &r.revision.to_string(),
+            &user_inside,
+        )),
+        seccomp: ctx.seccomp.clone().map(|profile| SeccompSpec { profile }),
+        apparmor: Some(crate::policy::apparmor::label(&r.name, &r.app)),
+        devmode,
     })
-}
-
-/// The file system of the sandbox, on top of the base mounted read-only as `/`.
-fn mounts(paths: &Paths, r: &Resolved, private_tmp: &Path) -> Vec<MountOp> {
-    let name = &r.name;
-    let rev = r.revision.to_string();
-    let pack_dir = PathBuf::from(format!("/pack/{name}"));
-    let data_dir = PathBuf::from(format!("/var/pack/{name}"));
-    let mut ops = dev_mounts();
-    ops.extend([
-        MountOp::Proc {
-            target: "/proc".into(),
-        },
-        MountOp::Sysfs {
-            target: "/sys".into(),
-        },
-        MountOp::Bind {
-            source: private_tmp.to_path_buf(),
-            target: "/tmp".into(),
-            readonly: false,
-        },
-        MountOp::Tmpfs {
-            target: "/run".into(),
-            mode: 0o755,
-            size: Some(16 << 20),
-            noexec: false,
-        },
-        // /pack holds only this pack, read-only.
-        MountOp::Tmpfs {
-            target: "/pack".into(),
-            mode: 0o755,
-            size: Some(64 << 10),
-            noexec: false,
-        },
-        MountOp::Mkdir {
-            target: pack_dir.join(&rev),
-            mode: 0o755,
-        },
-        MountOp::Bind {
-            source: paths.mount_dir(name, r.revision),
-            target: pack_dir.join(&rev),
-            readonly: true,
-        },
-        MountOp::Symlink {
-            target: pack_dir.join("current"),
-            points_to: rev.clone().into(),
-        },
-        MountOp::RemountReadonly {
-            target: "/pack".into(),
-        },
-        // /var/pack holds only this pack's data, writable.
-        MountOp::Tmpfs {
-            target: "/var/pack".into(),
-            mode: 0o755,
-            size: Some(64 << 10),
-            noexec: false,
-        },
-    ]);
-    for (dir, source) in [
-        (rev.clone(), paths.data_dir(name, r.revision)),
-        ("common".to_string(), paths.common_dir(name)),
-    ] {
-        ops.push(MountOp::Mkdir {
-            target: data_dir.join(&dir),
-            mode: 0o755,
-        });
-        ops.push(MountOp::Bind {
-            source,
-            target: data_dir.join(&dir),
-            readonly: false,
-        });
-    }
-    ops.push(MountOp::Symlink {
-        target: data_dir.join("current"),
-        points_to: rev.into(),
-    });
-    ops.push(MountOp::RemountReadonly {
-        target: "/var/pack".into(),
-    });
-    ops
-}
-
-/// A minimal `/dev`: the harmless character devices, a private devpts, shared memory, and the
-/// usual symlinks; then read-only.
-fn dev_mounts() -> Vec<MountOp> {
-    let mut ops = vec![MountOp::Tmpfs {
-        target: "/dev".into(),
-        mode: 0o755,
-        size: Some(64 << 10),
-        noexec: true,
-    }];
-    for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-        ops.push(MountOp::Device {
-            source: PathBuf::from("/dev").join(dev),
-            target: PathBuf::from("/dev").join(dev),
-        });
-    }
-    ops.extend([
-        MountOp::Mkdir {
-            target: "/dev/pts".into(),
-            mode: 0o755,
-        },
-        MountOp::Devpts {
-            target: "/dev/pts".into(),
-        },
-        MountOp::Symlink {
-            target: "/dev/ptmx".into(),
-            points_to: "pts/ptmx".into(),
-        },
-        MountOp::Mkdir {
-            target: "/dev/shm".into(),
-            mode: 0o1777,
-        },
-        MountOp::Tmpfs {
-            target: "/dev/shm".into(),
-            mode: 0o1777,
-            size: None,
-            noexec: true,
-        },
-    ]);
-    for (link, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        ops.push(MountOp::Symlink {
-            target: PathBuf::from("/dev").join(link),
-            points_to: to.into(),
-        });
-    }
-    ops.push(MountOp::RemountReadonly {
-        target: "/dev".into(),
-    });
-    ops
 }
 
 #[cfg(test)]

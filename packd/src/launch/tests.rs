@@ -1,5 +1,7 @@
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use confine::MountOp;
 use packfmt::PackType;
 use packfmt::meta::MetaSource;
 
@@ -86,14 +88,13 @@ fn env_map(spec: &SandboxSpec) -> BTreeMap<String, String> {
 
 fn spec_for(s: &State, target: &str) -> SandboxSpec {
     let r = resolve(s, &target.parse().unwrap()).unwrap();
-    build_spec(
-        &Paths::new("/r"),
-        &r,
-        &inv(),
-        Path::new("/r/run/packd/tmp/hello/tmp"),
-        "dev1",
-    )
-    .unwrap()
+    let ctx = Context {
+        private_tmp: "/r/run/packd/tmp/hello/tmp".into(),
+        hostname: "dev1".into(),
+        cgroup: Some(vec!["/sys/fs/cgroup/unified/packd/t/x".into()]),
+        seccomp: Some("/r/var/lib/packd/profiles/hello/x3/hello.seccomp".into()),
+    };
+    build_spec(&Paths::new("/r"), &r, &inv(), &ctx).unwrap()
 }
 
 #[test]
@@ -223,6 +224,16 @@ fn mounts_expose_only_this_pack() {
                 "/var/pack/hello/common".into(),
                 false
             ),
+            (
+                "/r/var/pack/hello/users/0/x3".into(),
+                "/var/pack/hello/users/0/x3".into(),
+                false
+            ),
+            (
+                "/r/var/pack/hello/users/0/common".into(),
+                "/var/pack/hello/users/0/common".into(),
+                false
+            ),
         ]
     );
     let devices: Vec<String> = spec
@@ -261,4 +272,105 @@ fn expansion_rules() {
     assert_eq!(expand("$A/${A}/$B/x$", &env), "1/1//x$");
     assert_eq!(expand("${A", &env), "${A");
     assert_eq!(expand("$$A", &env), "$1");
+}
+
+#[test]
+fn proc_is_hardened() {
+    let spec = spec_for(&state(), "hello");
+    for ro in ["/proc/sys", "/proc/sysrq-trigger"] {
+        assert!(
+            spec.mounts
+                .contains(&MountOp::ReadonlySelf { target: ro.into() }),
+            "{ro}"
+        );
+    }
+    assert!(spec.mounts.contains(&MountOp::MaskFile {
+        target: "/proc/kcore".into()
+    }));
+    assert!(spec.mounts.contains(&MountOp::MaskDir {
+        target: "/sys/firmware".into()
+    }));
+    // /proc is mounted before it is hardened.
+    let proc_at = spec
+        .mounts
+        .iter()
+        .position(|m| matches!(m, MountOp::Proc { .. }))
+        .unwrap();
+    let sys_ro = spec
+        .mounts
+        .iter()
+        .position(|m| {
+            *m == MountOp::ReadonlySelf {
+                target: "/proc/sys".into(),
+            }
+        })
+        .unwrap();
+    assert!(proc_at < sys_ro);
+}
+
+#[test]
+fn layers_are_in_the_spec() {
+    let spec = spec_for(&state(), "hello");
+    assert_eq!(spec.apparmor.as_deref(), Some("pack.hello.hello"));
+    assert_eq!(
+        spec.seccomp.unwrap().profile,
+        Path::new("/r/var/lib/packd/profiles/hello/x3/hello.seccomp")
+    );
+    assert_eq!(spec.cgroup.unwrap().dirs.len(), 1);
+    assert!(spec.capabilities.is_empty(), "no capabilities by default");
+    assert!(!spec.devmode);
+    let ll = spec.landlock.unwrap();
+    assert_eq!(ll.read, [Path::new("/")]);
+    for w in [
+        "/var/pack/hello/x3",
+        "/var/pack/hello/common",
+        "/tmp",
+        "/dev/null",
+        "/var/pack/hello/users/0/x3",
+    ] {
+        assert!(ll.write.iter().any(|p| p == Path::new(w)), "{w}");
+    }
+    assert!(
+        !ll.write.iter().any(|p| p == Path::new("/")),
+        "/ is read-only"
+    );
+    assert!(ll.bind_tcp.is_empty() && ll.connect_tcp.is_empty() && !ll.bind_any && !ll.connect_any);
+}
+
+#[test]
+fn home_is_the_callers_own_data() {
+    let mut s = state();
+    let r = resolve(&s, &"hello".parse().unwrap()).unwrap();
+    let mut invocation = inv();
+    invocation.uid = 1000;
+    invocation.gid = 1000;
+    let ctx = Context {
+        private_tmp: "/t".into(),
+        hostname: "h".into(),
+        cgroup: None,
+        seccomp: None,
+    };
+    let spec = build_spec(&Paths::new("/r"), &r, &invocation, &ctx).unwrap();
+    let env = env_map(&spec);
+    assert_eq!(env["HOME"], "/var/pack/hello/users/1000/x3");
+    assert_eq!(env["PACK_USER_DATA"], "/var/pack/hello/users/1000/x3");
+    assert_eq!(env["PACK_USER_COMMON"], "/var/pack/hello/users/1000/common");
+    assert_eq!((spec.process.uid, spec.process.gid), (1000, 1000));
+    // Other users' directories are not in this sandbox.
+    assert!(
+        !spec
+            .mounts
+            .iter()
+            .any(|m| m.target().starts_with("/var/pack/hello/users/0"))
+    );
+    // devmode packs are marked in the spec.
+    s.packs.get_mut("hello").unwrap().sequence[0]
+        .meta
+        .confinement = packfmt::meta::Confinement::Devmode;
+    let r = resolve(&s, &"hello".parse().unwrap()).unwrap();
+    assert!(
+        build_spec(&Paths::new("/r"), &r, &invocation, &ctx)
+            .unwrap()
+            .devmode
+    );
 }

@@ -5,6 +5,7 @@
 pub mod inspect;
 pub mod link;
 pub mod mount;
+pub mod profiles;
 
 use std::path::PathBuf;
 
@@ -20,6 +21,8 @@ pub struct PackManager {
     pub paths: Paths,
     /// Launchers point here.
     pub pack_binary: PathBuf,
+    /// Whether the kernel has AppArmor (profiles are then loaded, not only written).
+    pub apparmor: bool,
 }
 
 impl Handlers for PackManager {
@@ -33,6 +36,8 @@ impl Handlers for PackManager {
             (MountPack, Undo) => self.unmount_new(ctx),
             (CopyData, Do) => self.create_data(ctx),
             (CopyData, Undo) => self.remove_new_data(ctx),
+            (SetupProfiles, Do) => self.setup_profiles(ctx),
+            (SetupProfiles, Undo) => self.remove_new_profiles(ctx),
             (LinkPack, Do) => self.link(ctx),
             (LinkPack, Undo) => self.unlink_new(ctx),
             (UnlinkPack, Do) => self.set_active(ctx, false),
@@ -171,6 +176,33 @@ impl PackManager {
         }
         let root = self.paths.data_root(p.name);
         fsutil::remove_dir_if_empty(&root).ctx("remove", &root)
+    }
+
+    fn setup_profiles(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let p = install_plan(&ctx.plan)?;
+        profiles::write(&self.paths, p.name, p.revision, p.meta, self.apparmor)
+    }
+
+    fn remove_new_profiles(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let p = install_plan(&ctx.plan)?;
+        profiles::remove(&self.paths, p.name, p.revision)?;
+        // The labels are per app: give them back to the revision that stays current, if any.
+        let current = ctx.store().read(|s| {
+            s.packs
+                .get(p.name)
+                .filter(|pk| pk.current != p.revision)
+                .and_then(|pk| pk.current_revision().map(|r| (r.revision, r.meta.clone())))
+        });
+        match current {
+            Some((rev, meta)) if self.apparmor => {
+                profiles::load_apparmor(&self.paths, p.name, rev, &meta)
+            }
+            None if self.apparmor => {
+                profiles::unload_apparmor(p.name, p.meta);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     fn link(&self, ctx: &TaskCtx<'_>) -> Result<()> {
@@ -324,10 +356,19 @@ impl PackManager {
         link::remove_current(&self.paths, name)?;
         let dir = self.paths.pack_dir(name);
         fsutil::remove_dir_if_empty(&dir).ctx("remove", &dir)?;
-        ctx.store().update(|s| {
-            s.packs.remove(name);
-            Ok(())
-        })
+        let profiles = self.paths.profiles_dir().join(name);
+        fsutil::remove_tree_if_exists(&profiles).ctx("remove", &profiles)?;
+        let meta = ctx.store().update(|s| {
+            Ok(s.packs
+                .remove(name)
+                .and_then(|p| p.current_revision().map(|r| r.meta.clone())))
+        })?;
+        if let Some(meta) = meta
+            && self.apparmor
+        {
+            profiles::unload_apparmor(name, &meta);
+        }
+        Ok(())
     }
 
     // ---- boot ----------------------------------------------------------------------------
@@ -355,6 +396,20 @@ impl PackManager {
             }
         }
         errors
+    }
+
+    /// Loads the AppArmor profiles of every active pack's current revision (the kernel
+    /// forgets them at reboot).
+    pub fn load_profiles(&self, packs: &[(String, Revision, PackMeta)]) -> Vec<Error> {
+        if !self.apparmor {
+            return Vec::new();
+        }
+        packs
+            .iter()
+            .filter_map(|(name, rev, meta)| {
+                profiles::load_apparmor(&self.paths, name, *rev, meta).err()
+            })
+            .collect()
     }
 }
 

@@ -41,6 +41,8 @@ pub enum TaskKind {
     MountPack,
     /// Create `var/pack/NAME/REV` and `var/pack/NAME/common`.
     CopyData,
+    /// Compile the seccomp profiles and write (and load) the AppArmor profiles of the apps.
+    SetupProfiles,
     /// Record the revision, switch `current`, write launchers.
     LinkPack,
     /// Remove launchers and `current`; the pack stops being runnable.
@@ -60,6 +62,9 @@ impl TaskKind {
             TaskKind::PreparePack => format!("Prepare pack {name:?}{rev}"),
             TaskKind::MountPack => format!("Mount pack {name:?}{rev}"),
             TaskKind::CopyData => format!("Set up data of pack {name:?}{rev}"),
+            TaskKind::SetupProfiles => {
+                format!("Set up the security profiles of pack {name:?}{rev}")
+            }
             TaskKind::LinkPack => format!("Make pack {name:?}{rev} available"),
             TaskKind::UnlinkPack => format!("Make pack {name:?} unavailable"),
             TaskKind::UnmountPack => format!("Unmount pack {name:?}"),

@@ -1,0 +1,386 @@
+//! cgroups for sandboxes: one cgroup per app instance, in every hierarchy that matters.
+//!
+//! Three layouts exist and all work:
+//!
+//! - **unified** (pure v2 at `/sys/fs/cgroup`): memory, pids and cpu limits; devices through a
+//!   `BPF_PROG_TYPE_CGROUP_DEVICE` program (v2 has no devices files);
+//! - **hybrid** (v1 controllers plus a v2 hierarchy, e.g. at `/sys/fs/cgroup/unified`): limits
+//!   through the v1 memory, pids, cpu and devices controllers; the v2 cgroup tracks the
+//!   processes (and can kill them all at once) and gets the device program too;
+//! - **legacy** (v1 only): v1 controllers, and the freezer to kill reliably.
+//!
+//! Only cgroups under the parent the caller names are created, changed or removed.
+//!
+//! (cgroups-rs, the crate the project map names, is not used: it cannot place cgroups in a
+//! hybrid system's v2 hierarchy, has no device control on v2, hard-codes the mount points so
+//! this logic could not be tested, and panics on unexpected input in places.)
+
+mod bpf;
+mod layout;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use layout::{Layout, parse_layout};
+
+/// The v1 controllers a sandbox uses.
+pub const V1_CONTROLLERS: [&str; 5] = ["memory", "pids", "cpu", "devices", "freezer"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("cannot install the device filter: {0}")]
+    Bpf(String),
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A device the sandbox may use: `c 1:3 rwm`, `c 136:* rw`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceRule {
+    /// 'c' (character) or 'b' (block).
+    pub kind: char,
+    /// `None` means any.
+    pub major: Option<u32>,
+    pub minor: Option<u32>,
+    /// Any of 'r', 'w', 'm'.
+    pub access: String,
+}
+
+impl DeviceRule {
+    pub fn char(major: u32, minor: Option<u32>) -> Self {
+        DeviceRule {
+            kind: 'c',
+            major: Some(major),
+            minor,
+            access: "rwm".into(),
+        }
+    }
+
+    /// The v1 `devices.allow` line.
+    pub fn v1_line(&self) -> String {
+        let n = |v: Option<u32>| v.map_or("*".to_string(), |v| v.to_string());
+        format!(
+            "{} {}:{} {}",
+            self.kind,
+            n(self.major),
+            n(self.minor),
+            self.access
+        )
+    }
+}
+
+/// Limits of one sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Limits {
+    pub memory: Option<u64>,
+    pub tasks: Option<u32>,
+    /// 1–10000, 100 being the default share.
+    pub cpu_weight: Option<u32>,
+    /// The only devices the sandbox may open or create.
+    pub devices: Vec<DeviceRule>,
+}
+
+/// One sandbox's cgroup: a directory per hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    /// The v2 directory, if the system has a v2 hierarchy.
+    pub v2: Option<PathBuf>,
+    /// The v1 directories, by controller name (`cpu` may share a mount with `cpuacct`).
+    pub v1: Vec<(String, PathBuf)>,
+}
+
+impl Cgroup {
+    /// The directories to join, one per hierarchy.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.v1.iter().map(|(_, d)| d.clone()).collect();
+        dirs.extend(self.v2.clone());
+        dirs.dedup();
+        dirs
+    }
+
+    /// The cgroup of `rel` (e.g. `packd/system/hello.hello.42`) in `layout`, without creating it.
+    pub fn at(layout: &Layout, rel: &Path) -> Cgroup {
+        Cgroup {
+            v2: layout.v2().map(|root| root.join(rel)),
+            v1: V1_CONTROLLERS
+                .iter()
+                .filter_map(|c| layout.v1(c).map(|root| (c.to_string(), root.join(rel))))
+                .collect(),
+        }
+    }
+
+    /// Creates the cgroup (and its parents under each hierarchy's root) and applies `limits`.
+    /// On failure, whatever was created is removed again.
+    pub fn create(layout: &Layout, rel: &Path, limits: &Limits) -> Result<Cgroup, CgroupError> {
+        let cg = Cgroup::at(layout, rel);
+        let mut result = cg.make(layout, rel, limits);
+        // Another daemon may have just removed an empty shared ancestor (`packd`): retry.
+        for _ in 0..3 {
+            match &result {
+                Err(CgroupError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    result = cg.make(layout, rel, limits);
+                }
+                _ => break,
+            }
+        }
+        if result.is_err() {
+            let _ = cg.remove(Duration::ZERO);
+        }
+        result.map(|()| cg)
+    }
+
+    fn make(&self, layout: &Layout, rel: &Path, limits: &Limits) -> Result<(), CgroupError> {
+        if let (Some(dir), Some(root)) = (&self.v2, layout.v2()) {
+            make_v2_dirs(root, rel)?;
+            v2_limits(dir, limits)?;
+            if !limits.devices.is_empty() {
+                bpf::attach_device_filter(dir, &limits.devices).map_err(CgroupError::Bpf)?;
+            }
+        }
+        for (controller, dir) in &self.v1 {
+            fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+            v1_limits(controller, dir, limits)?;
+        }
+        Ok(())
+    }
+
+    /// The processes in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        let file = match (&self.v2, self.v1.first()) {
+            (Some(dir), _) => dir.join("cgroup.procs"),
+            (None, Some((_, dir))) => dir.join("cgroup.procs"),
+            (None, None) => return Vec::new(),
+        };
+        fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Kills every process in the cgroup: at once through v2's `cgroup.kill`, else by freezing
+    /// it (so nothing forks meanwhile), signalling each process and thawing.
+    pub fn kill(&self) {
+        if let Some(dir) = &self.v2
+            && fs::write(dir.join("cgroup.kill"), "1").is_ok()
+        {
+            return;
+        }
+        let freezer = self
+            .v1
+            .iter()
+            .find(|(c, _)| c == "freezer")
+            .map(|(_, d)| d.join("freezer.state"));
+        if let Some(f) = &freezer {
+            let _ = fs::write(f, "FROZEN");
+        }
+        for pid in self.pids() {
+            // SAFETY: kill with a pid read from our own cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if let Some(f) = &freezer {
+            let _ = fs::write(f, "THAWED");
+        }
+    }
+
+    /// Removes the cgroup's directories, waiting up to `patience` for exiting processes to
+    /// leave. Missing directories are fine.
+    pub fn remove(&self, patience: Duration) -> Result<(), CgroupError> {
+        let deadline = Instant::now() + patience;
+        let mut dirs: Vec<&PathBuf> = self.v1.iter().map(|(_, d)| d).collect();
+        dirs.extend(self.v2.iter());
+        for dir in dirs {
+            loop {
+                match fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(e) => return Err(io_err("remove", dir)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates `rel` under the v2 `root`, enabling the controllers it needs in each directory this
+/// creates (never in the root or in directories someone else made).
+fn make_v2_dirs(root: &Path, rel: &Path) -> Result<(), CgroupError> {
+    let mut dir = root.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        dir.push(part);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create", &dir)(e)),
+        }
+        // Intermediate directories hand the controllers on to their children.
+        if i + 1 < parts.len() {
+            enable_controllers(&dir);
+        }
+    }
+    Ok(())
+}
+
+/// Enables memory, pids and cpu for the children of `dir`, those its parent offers.
+fn enable_controllers(dir: &Path) {
+    let offered = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    let wanted: Vec<String> = ["memory", "pids", "cpu"]
+        .iter()
+        .filter(|c| offered.split_whitespace().any(|o| o == **c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if !wanted.is_empty() {
+        let _ = fs::write(dir.join("cgroup.subtree_control"), wanted.join(" "));
+    }
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    let path = dir.join(file);
+    fs::write(&path, value).map_err(io_err("write", &path))
+}
+
+/// Writes `file` only if the kernel offers it (e.g. swap accounting may be off).
+fn write_if_present(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    if dir.join(file).exists() {
+        write(dir, file, value)
+    } else {
+        Ok(())
+    }
+}
+
+fn v2_limits(dir: &Path, limits: &Limits) -> Result<(), CgroupError> {
+    let offered = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    let has = |c: &str| offered.split_whitespace().any(|o| o == c);
+    if let Some(m) = limits.memory
+        && has("memory")
+    {
+        write(dir, "memory.max", &m.to_string())?;
+        write_if_present(dir, "memory.swap.max", "0")?;
+    }
+    if let Some(t) = limits.tasks
+        && has("pids")
+    {
+        write(dir, "pids.max", &t.to_string())?;
+    }
+    if let Some(w) = limits.cpu_weight
+        && has("cpu")
+    {
+        write(dir, "cpu.weight", &w.to_string())?;
+    }
+    Ok(())
+}
+
+fn v1_limits(controller: &str, dir: &Path, limits: &Limits) -> Result<(), CgroupError> {
+    match controller {
+        "memory" => {
+            if let Some(m) = limits.memory {
+                write(dir, "memory.limit_in_bytes", &m.to_string())?;
+                // Swap counts too, or the limit is only a suggestion.
+                write_if_present(dir, "memory.memsw.limit_in_bytes", &m.to_string())?;
+            }
+        }
+        "pids" => {
+            if let Some(t) = limits.tasks {
+                write(dir, "pids.max", &t.to_string())?;
+            }
+        }
+        "cpu" => {
+            if let Some(w) = limits.cpu_weight {
+                // v1 shares: 1024 is the default, as 100 is v2's default weight.
+                let shares = (u64::from(w) * 1024 / 100).max(2);
+                write(dir, "cpu.shares", &shares.to_string())?;
+            }
+        }
+        "devices" if !limits.devices.is_empty() => {
+            write(dir, "devices.deny", "a")?;
+            for rule in &limits.devices {
+                write(dir, "devices.allow", &rule.v1_line())?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Joins the calling process to every directory of `dirs` (used by the sandbox helper first
+/// thing, before it forks, so nothing it starts can be outside).
+pub fn join(dirs: &[PathBuf]) -> io::Result<()> {
+    let pid = std::process::id().to_string();
+    for dir in dirs {
+        fs::write(dir.join("cgroup.procs"), &pid)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot join {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// Kills and removes every cgroup under `parent` (a daemon's own parent), then `parent`
+/// itself, then its ancestors up to the hierarchy root when they are empty (another daemon may
+/// still use them: then they stay). Used at daemon stop and by test harnesses.
+pub fn remove_tree(layout: &Layout, parent: &Path) -> Result<(), CgroupError> {
+    for child in children(layout, parent) {
+        let cg = Cgroup::at(layout, &parent.join(child));
+        cg.kill();
+        cg.remove(Duration::from_secs(2))?;
+    }
+    let mut rel = parent.to_path_buf();
+    loop {
+        for root in layout.roots() {
+            match fs::remove_dir(root.join(&rel)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // Not empty (or busy): someone else's sandboxes live there.
+                Err(_) => return Ok(()),
+            }
+        }
+        if !rel.pop() || rel.as_os_str().is_empty() {
+            return Ok(());
+        }
+    }
+}
+
+/// The sandbox cgroups (direct children) under `parent` in every hierarchy, to find leftovers
+/// of a previous run.
+pub fn children(layout: &Layout, parent: &Path) -> Vec<String> {
+    let mut names: Vec<String> = layout
+        .roots()
+        .into_iter()
+        .flat_map(|root| {
+            fs::read_dir(root.join(parent))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[cfg(test)]
+mod tests;

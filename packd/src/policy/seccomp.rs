@@ -1,0 +1,57 @@
+//! The default seccomp policy (commented data in `policy/seccomp/<arch>.json`, embedded in the
+//! binary) and compiling an app's profile from it plus what its interfaces add.
+
+use confine::seccomp::{Mismatch, Profile};
+use seccompiler::TargetArch;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+const X86_64: &str = include_str!("../../policy/seccomp/x86_64.json");
+const AARCH64: &str = include_str!("../../policy/seccomp/aarch64.json");
+
+/// The policy file: allowed syscalls (seccompiler rules with comments) and the ones answered
+/// ENOSYS.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Template {
+    pub comment: String,
+    pub allow: Vec<Value>,
+    pub enosys: Vec<Value>,
+}
+
+pub fn template(arch: TargetArch) -> Result<Template> {
+    let text = match arch {
+        TargetArch::x86_64 => X86_64,
+        TargetArch::aarch64 => AARCH64,
+        other => {
+            return Err(Error::Internal(format!(
+                "no seccomp policy for {other:?}; packd supports x86_64 and aarch64"
+            )));
+        }
+    };
+    serde_json::from_str(text)
+        .map_err(|e| Error::Internal(format!("the built-in seccomp policy is damaged: {e}")))
+}
+
+/// Compiles the profile of an app: the template plus `extra` rules (from its interfaces), for
+/// `arch`; devmode profiles log what strict ones would deny.
+pub fn compile(arch: TargetArch, extra: &[Value], devmode: bool) -> Result<Profile> {
+    let t = template(arch)?;
+    let mut allow = t.allow;
+    allow.extend(extra.iter().cloned());
+    let mismatch = if devmode {
+        Mismatch::Log
+    } else {
+        Mismatch::Deny
+    };
+    confine::seccomp::compile(&allow, &t.enosys, mismatch, arch)
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
+pub fn host_arch() -> Result<TargetArch> {
+    confine::seccomp::host_arch().map_err(|e| Error::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;
