@@ -12,11 +12,11 @@
 //!
 //! Any failure is written as one JSON [`StepError`] line to the status descriptor (fd 4). That
 //! descriptor is close-on-exec, so the daemon reading it sees EOF exactly when the app's exec
-//! succeeds.
+//! succeeds. The supervisor is forked by the zygote ([`crate::zygote`]).
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::path::Path;
 
@@ -29,8 +29,6 @@ use crate::steps::landlock::Enforcement;
 use crate::steps::{apparmor, caps, landlock, mounts, net, signals};
 use crate::sys::LinuxSys;
 
-/// The descriptor the spec arrives on.
-pub const SPEC_FD: i32 = 3;
 /// The descriptor step errors are written to.
 pub const STATUS_FD: i32 = 4;
 
@@ -87,34 +85,36 @@ impl StatusPipe {
     }
 }
 
-/// Entry point of `pack-confine`. Returns the process exit status.
+/// Entry point of `pack-confine`: `pack-confine --zygote PARENT_PID`, with the launch socket on
+/// fd 3 (see [`crate::zygote`]). Returns the process exit status.
 pub fn main() -> i32 {
-    // SAFETY: fd 4 is ours by the launch protocol (or not open at all).
-    let mut status = unsafe { StatusPipe::from_raw(STATUS_FD) };
-    let spec = match read_spec() {
-        Ok(spec) => spec,
-        Err(e) => {
-            status.report(&e);
-            return EXIT_SETUP_FAILED;
-        }
+    let args: Vec<String> = std::env::args().collect();
+    let parent = match args.as_slice() {
+        [_, flag, pid] if flag == "--zygote" => pid.parse::<i32>().ok(),
+        _ => None,
     };
-    match supervise(&spec, &mut status) {
+    let Some(parent) = parent else {
+        eprintln!(
+            "pack-confine is started by packd (pack-confine --zygote PARENT_PID); it is not run by hand"
+        );
+        return 2;
+    };
+    // SAFETY: fd 3 is the launch socket by the protocol; if it is not open, the first recv
+    // fails and the zygote exits.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(crate::zygote::SOCKET_FD) };
+    crate::zygote::serve(sock, parent)
+}
+
+/// Runs one sandbox from a zygote's child: reports a failed step on `status` and returns the
+/// exit status (the app's, or 125 when the sandbox could not be built).
+pub fn run(spec: &SandboxSpec, status: &mut StatusPipe) -> i32 {
+    match supervise(spec, status) {
         Ok(code) => code,
         Err(e) => {
             status.report(&e);
             EXIT_SETUP_FAILED
         }
     }
-}
-
-fn read_spec() -> Result<SandboxSpec, StepError> {
-    // SAFETY: fd 3 is ours by the launch protocol; if it is not open, read fails cleanly.
-    let mut file = unsafe { File::from_raw_fd(SPEC_FD) };
-    let mut buf = Vec::new();
-    file.read_to_end(&mut buf)
-        .map_err(|e| StepError::io(Step::ReadSpec, e))?;
-    serde_json::from_slice(&buf)
-        .map_err(|e| StepError::msg(Step::ReadSpec, format!("invalid sandbox spec: {e}")))
 }
 
 fn clone_flags(spec: &SandboxSpec) -> CloneFlags {
@@ -236,6 +236,7 @@ fn confine_app(
     status: &mut StatusPipe,
 ) -> Result<(), StepError> {
     let p = &spec.process;
+    signals::reset_dispositions();
     signals::restore(&prepared.saved_mask);
     nix::unistd::setsid().map_err(|e| StepError::nix(Step::Session, e))?;
     enter_cwd(&p.cwd, &p.fallback_cwd)?;
@@ -245,6 +246,9 @@ fn confine_app(
         apparmor::change_onexec(label)?;
     }
     let keep = caps::parse(&spec.capabilities)?;
+    if !spec.devmode {
+        caps::drop_bounding(&keep)?;
+    }
     if p.uid != 0 && !keep.is_empty() {
         // Keep the permitted set across the uid change; the ambient set carries it over exec.
         // SAFETY: prctl with integer arguments.
@@ -254,7 +258,7 @@ fn confine_app(
     if spec.devmode {
         caps::set_no_new_privs()?;
     } else {
-        caps::drop_all_but(&keep)?;
+        caps::drop_rest(&keep)?;
         if let Some(rules) = &spec.landlock {
             status.send(&StatusLine::Landlock(landlock::apply(rules)?));
         }

@@ -4,8 +4,9 @@
 //! this crate executes it in named steps (see [`error::Step`]), each reporting which one failed.
 //!
 //! - [`spec`]: the data;
-//! - [`launch`]: the daemon side (spawn the helper, hand over the spec and stdio);
-//! - [`helper`]: the `pack-confine` side (supervisor, init, app);
+//! - [`launch`]: the daemon side (start the zygote, read a launch's status);
+//! - [`zygote`]: the `pack-confine` process forking one supervisor per launch;
+//! - [`helper`]: a sandbox's processes (supervisor, init, app);
 //! - [`steps`]: the individual steps; [`sys`]: the syscall seam they use;
 //! - [`cgroup`], [`seccomp`]: the daemon-side halves of those layers (create and limit cgroups,
 //!   compile profiles); [`features`]: which layers the kernel offers.
@@ -19,8 +20,9 @@ pub mod seccomp;
 pub mod spec;
 pub mod steps;
 pub mod sys;
+pub mod zygote;
 
 pub use error::{Step, StepError};
 pub use features::Features;
-pub use launch::{ExecStatus, Handoff, Report, Stdio3};
+pub use launch::{Report, parse_status, spawn_zygote};
 pub use spec::{CgroupJoin, LandlockSpec, MountOp, Namespaces, Process, SandboxSpec, SeccompSpec};

@@ -173,6 +173,35 @@ impl Sys for LinuxSys {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_refuses_a_symlinked_source() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "needs root under CI=true"
+            );
+            eprintln!("skipping bind_refuses_a_symlinked_source: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        let link = dir.path().join("link");
+        let target = dir.path().join("target");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::create_dir(&target).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = LinuxSys.bind(&link, &target).unwrap_err();
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+        // A real directory binds (and is unmounted again).
+        LinuxSys.bind(&real, &target).unwrap();
+        LinuxSys.umount_detach(&target).unwrap();
+    }
+}
+
+#[cfg(test)]
 pub mod fake {
     //! A recording fake that keeps a tiny in-memory file tree.
 

@@ -71,6 +71,11 @@ pub enum Command {
     List(ListArgs),
     /// Show details of an installed pack.
     Info(InfoArgs),
+    /// Show how an app is confined (for debugging).
+    Debug {
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
     /// Run an app of an installed pack, confined.
     ///
     /// NAME runs the app named like the pack; NAME.APP another one. Standard input, output
@@ -178,4 +183,19 @@ pub struct RunArgs {
     /// Arguments for the app (put them after -- when they start with a dash).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Print, as JSON, the sandbox an app would get when you run it and which layers (namespaces,
+    /// cgroups, capabilities, Landlock, seccomp, AppArmor) are active on this kernel.
+    Sandbox {
+        /// NAME or NAME.APP.
+        app: String,
+    },
+    /// Print the AppArmor profile generated for an app (and whether the kernel enforces it).
+    Apparmor {
+        /// NAME or NAME.APP.
+        app: String,
+    },
 }

@@ -41,6 +41,8 @@ pub struct Daemon {
     pub cgroups: Option<Layout>,
     /// Where this daemon's sandbox cgroups live in each hierarchy.
     pub cgroup_parent: PathBuf,
+    /// Forks every sandbox.
+    pub zygote: crate::launch::zygote::Zygote,
     launches: AtomicU64,
 }
 
@@ -70,7 +72,7 @@ impl Daemon {
             }
         }
         let store = Arc::new(Store::open(&paths.state_file())?);
-        let features = confine::Features::probe();
+        let features = crate::testing::hide_layers(confine::Features::probe());
         let cgroups = Layout::detect().ok();
         let cgroup_parent = crate::policy::confinement::cgroup_parent(&config.root);
         if let Some(layout) = &cgroups {
@@ -95,6 +97,9 @@ impl Daemon {
             tracing::error!(error = %e, "cannot restore an installed pack");
         }
         let engine = Engine::start(store.clone(), Box::new(manager));
+        // Started here, on the thread that lives as long as the daemon (the zygote dies with it).
+        let zygote = crate::launch::zygote::Zygote::start(config.confine_helper.clone())
+            .ctx("start the sandbox helper", &config.confine_helper)?;
         let hostname = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into());
@@ -107,6 +112,7 @@ impl Daemon {
             features,
             cgroups,
             cgroup_parent,
+            zygote,
             launches: AtomicU64::new(0),
         }))
     }

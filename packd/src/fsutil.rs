@@ -87,6 +87,15 @@ pub fn remove_dir_if_empty(path: &Path) -> io::Result<()> {
 pub fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Ok(md) if md.is_dir() => {}
+        Ok(md) if md.file_type().is_symlink() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} is a symlink; packd never follows symlinks where it keeps data (remove it)",
+                    path.display()
+                ),
+            ));
+        }
         Ok(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,

@@ -41,6 +41,16 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Descriptors packd inherited must not reach the sandbox helper (or any sandbox).
+    // SAFETY: close_range with constant arguments, before anything else opens a descriptor.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     let args = Args::parse();
     let filter = EnvFilter::try_from_env("PACKD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -1,7 +1,11 @@
-//! Test-only fault injection: `PACKD_TEST_CRASH_AT=TASK:MODE:WHEN` (e.g.
-//! `link-pack:do:after`) kills the daemon with SIGKILL at that task boundary, exactly as a power
-//! cut would, so the end-to-end tests can prove a change always finishes or undoes on restart.
-//! Unset in production; only whoever starts the daemon (root) can set it.
+//! Test-only fault injection, through the daemon's environment (unset in production; only
+//! whoever starts the daemon, root, can set it):
+//!
+//! - `PACKD_TEST_CRASH_AT=TASK:MODE:WHEN` (e.g. `link-pack:do:after`) kills the daemon with
+//!   SIGKILL at that task boundary, exactly as a power cut would, so the end-to-end tests can
+//!   prove a change always finishes or undoes on restart;
+//! - `PACKD_TEST_HIDE_LAYERS=landlock,seccomp,cgroups` makes the daemon believe the kernel
+//!   lacks those layers, to prove strict apps are refused rather than run open.
 
 use std::sync::OnceLock;
 
@@ -31,4 +35,22 @@ pub fn crash_point(kind: TaskKind, mode: Mode, when: &str) {
         // SAFETY: sending SIGKILL to ourselves.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
     }
+}
+
+/// Applies `PACKD_TEST_HIDE_LAYERS` to the probed kernel features.
+pub fn hide_layers(mut f: confine::Features) -> confine::Features {
+    let Ok(hide) = std::env::var("PACKD_TEST_HIDE_LAYERS") else {
+        return f;
+    };
+    for layer in hide.split(',').map(str::trim) {
+        match layer {
+            "landlock" => f.landlock_abi = 0,
+            "seccomp" => f.seccomp = false,
+            "apparmor" => f.apparmor = false,
+            "cgroups" => f.cgroups = Err("hidden for a test".into()),
+            _ => {}
+        }
+        tracing::warn!(layer, "test: pretending the kernel lacks this layer");
+    }
+    f
 }

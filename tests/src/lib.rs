@@ -8,6 +8,8 @@
 // `Env::new()` starts a daemon: too much for a `Default`.
 #![allow(clippy::new_without_default)]
 
+pub mod probe;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;

@@ -17,11 +17,13 @@ pub fn parse(names: &[String]) -> Result<CapsHashSet, StepError> {
         .collect()
 }
 
-pub fn drop_all_but(keep: &CapsHashSet) -> Result<(), StepError> {
-    let fail = |what: &str, e: caps::errors::CapsError| {
-        StepError::msg(Step::Capabilities, format!("cannot {what}: {e}"))
-    };
-    // The bounding set first, while CAP_SETPCAP is still effective.
+fn fail(what: &str, e: caps::errors::CapsError) -> StepError {
+    StepError::msg(Step::Capabilities, format!("cannot {what}: {e}"))
+}
+
+/// Empties the bounding set but for `keep`. Runs while still root (it needs CAP_SETPCAP),
+/// before the switch to the caller's identity.
+pub fn drop_bounding(keep: &CapsHashSet) -> Result<(), StepError> {
     for cap in caps::all() {
         if !keep.contains(&cap) {
             // Capabilities unknown to this kernel are not in the bounding set anyway.
@@ -34,6 +36,11 @@ pub fn drop_all_but(keep: &CapsHashSet) -> Result<(), StepError> {
             }
         }
     }
+    Ok(())
+}
+
+/// Empties the other sets but for `keep` (after the identity switch) and sets no_new_privs.
+pub fn drop_rest(keep: &CapsHashSet) -> Result<(), StepError> {
     caps::clear(None, CapSet::Ambient).map_err(|e| fail("clear the ambient set", e))?;
     caps::set(None, CapSet::Inheritable, keep).map_err(|e| fail("set the inheritable set", e))?;
     caps::set(None, CapSet::Effective, keep).map_err(|e| fail("set the effective set", e))?;

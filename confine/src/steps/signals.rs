@@ -18,6 +18,27 @@ pub fn block_all() -> libc::sigset_t {
     }
 }
 
+/// Every signal back to its default action: an ignored signal would stay ignored across exec
+/// (the helper's runtime ignores SIGPIPE, which the app must not inherit).
+pub fn reset_dispositions() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: restoring the default disposition; no handler pointer involved.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+}
+
+/// An empty signal set.
+pub fn empty() -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        set.assume_init()
+    }
+}
+
 pub fn restore(mask: &libc::sigset_t) {
     // SAFETY: `mask` is a valid, initialised signal set.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };

@@ -3,6 +3,7 @@
 mod base;
 mod build;
 mod change;
+mod debug;
 mod info;
 mod install;
 mod list;
@@ -24,6 +25,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Remove(args) => remove::run(&client, &args).await,
         Command::List(args) => list::run(&client, &args).await,
         Command::Info(args) => info::run(&client, &args).await,
+        Command::Debug { command } => debug::run(&client, &command).await,
         Command::Run(args) => return run::run(&client, &args).await,
     };
     match result {

@@ -5,6 +5,7 @@
 //! client controls: snapd's CVE-2019-7304 lesson). Root may change the system; anyone may read.
 
 mod changes;
+pub mod debug;
 pub mod fdpass;
 mod packs;
 pub mod response;
@@ -60,6 +61,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v2/changes", get(changes::list))
         .route("/v2/changes/{id}", get(changes::get))
         .route("/v2/run", post(run::run))
+        .route("/v2/debug/sandbox", get(debug::sandbox))
+        .route("/v2/debug/apparmor", get(debug::apparmor))
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

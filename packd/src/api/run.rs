@@ -16,7 +16,6 @@ use axum::body::Body;
 use axum::extract::{Extension, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
-use confine::Stdio3;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -28,7 +27,7 @@ use super::response::{ApiError, ApiResult};
 use super::types::{RUN_PROTOCOL, RunControl, RunEvent, RunRequest};
 use crate::daemon::Daemon;
 use crate::error::Error;
-use crate::launch::instance::{self, Prepared};
+use crate::launch::instance::{self, Prepared, Stdio3};
 use crate::launch::{AppRef, Invocation};
 
 pub async fn run(
@@ -145,8 +144,10 @@ async fn session(d: Arc<Daemon>, stream: UnixStream, prepared: Prepared, devmode
     loop {
         tokio::select! {
             code = running.wait() => {
-                running.cleanup().await;
+                // The caller learns the status first; the cgroup is removed after.
                 send(&mut write, &RunEvent::Exit { code }).await;
+                drop(write);
+                running.cleanup().await;
                 return;
             }
             line = lines.next_line() => match line {

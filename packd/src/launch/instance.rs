@@ -3,9 +3,15 @@
 
 use std::time::Duration;
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use confine::cgroup::Cgroup;
-use confine::{Report, SandboxSpec, Stdio3};
+use confine::{Report, SandboxSpec};
 use packfmt::meta::Confinement;
+use tokio::io::AsyncReadExt;
+use tokio::sync::oneshot;
+
+use super::zygote::Started;
 
 use super::{AppRef, Context, Invocation, Resolved};
 use crate::daemon::Daemon;
@@ -24,8 +30,8 @@ pub const EXIT_NOT_STARTED: i32 = 125;
 /// Resolves the app and refuses, with a message naming it, a strict app whose required layer
 /// this kernel lacks; prepares the private /tmp and the caller's data directories.
 pub fn prepare(d: &Daemon, target: &AppRef, inv: Invocation) -> Result<Prepared> {
-    let resolved = d.store.read(|s| super::resolve(s, target))?;
-    if resolved.meta.confinement == Confinement::Strict
+    let prepared = prepare_unchecked(d, target, inv)?;
+    if prepared.resolved.meta.confinement == Confinement::Strict
         && let Some(missing) = d.features.missing_for_strict()
     {
         return Err(Error::Forbidden(format!(
@@ -33,6 +39,13 @@ pub fn prepare(d: &Daemon, target: &AppRef, inv: Invocation) -> Result<Prepared>
              packd never runs a strict app with a layer missing (see 'pack debug sandbox {target}')"
         )));
     }
+    Ok(prepared)
+}
+
+/// [`prepare`] without the strict check, for `pack debug sandbox`, which must show a sandbox
+/// even when it would be refused.
+pub fn prepare_unchecked(d: &Daemon, target: &AppRef, inv: Invocation) -> Result<Prepared> {
+    let resolved = d.store.read(|s| super::resolve(s, target))?;
     let seccomp = d
         .paths
         .seccomp_profile(&resolved.name, resolved.revision, &resolved.app);
@@ -89,7 +102,9 @@ impl Prepared {
             None => None,
         };
         let mut running = Running {
-            child: None,
+            pidfd: None,
+            exited: None,
+            code: None,
             cgroup,
             label: format!("{}.{}", r.name, r.app),
             report: Report::default(),
@@ -101,16 +116,17 @@ impl Prepared {
                 return Err(fail(e));
             }
         };
-        match spawn(&d.config.confine_helper, &spec, stdio).await {
-            Ok((child, report)) => {
-                running.child = Some(child);
+        match spawn(d, spec, stdio).await {
+            Ok((started, report)) => {
+                running.pidfd = Some(started.pidfd);
+                running.exited = Some(started.exited);
                 running.report = report;
-                tracing::debug!(app = %running.label, ?running.report, "started");
+                tracing::debug!(app = %running.label, pid = started.pid, ?running.report, "started");
                 Ok(running)
             }
-            Err((message, code, child)) => {
-                if let Some(mut child) = child {
-                    let _ = child.wait().await;
+            Err((message, code, exited)) => {
+                if let Some(exited) = exited {
+                    let _ = exited.await;
                 }
                 running.cleanup().await;
                 Err((message, code))
@@ -121,7 +137,9 @@ impl Prepared {
 
 /// A confined app that is running.
 pub struct Running {
-    child: Option<tokio::process::Child>,
+    pidfd: Option<OwnedFd>,
+    exited: Option<oneshot::Receiver<i32>>,
+    code: Option<i32>,
     cgroup: Option<Cgroup>,
     pub label: String,
     /// What the layers reported on the way.
@@ -129,35 +147,43 @@ pub struct Running {
 }
 
 impl Running {
-    /// The supervisor's pid, for signals.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(tokio::process::Child::id)
-    }
-
     /// Waits for the app; its exit code, or 128 + the signal that ended it.
     pub async fn wait(&mut self) -> i32 {
-        match self.child.as_mut() {
-            Some(child) => child
-                .wait()
-                .await
-                .map(exit_code)
-                .unwrap_or(EXIT_NOT_STARTED),
-            None => EXIT_NOT_STARTED,
+        if let Some(code) = self.code {
+            return code;
         }
+        let code = match self.exited.as_mut() {
+            Some(rx) => rx.await.unwrap_or(EXIT_NOT_STARTED),
+            None => EXIT_NOT_STARTED,
+        };
+        self.exited = None;
+        self.code = Some(code);
+        code
     }
 
     pub fn signal(&self, signal: i32) {
-        if let Some(pid) = self.pid() {
-            // SAFETY: signalling the supervisor we spawned and still own (not yet reaped).
-            unsafe { libc::kill(pid as i32, signal) };
+        if self.code.is_some() {
+            return;
+        }
+        if let Some(pidfd) = &self.pidfd {
+            // SAFETY: pidfd_send_signal on a pidfd we own; it cannot reach a reused pid.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    signal,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
         }
     }
 
     /// Kills whatever is left of the sandbox and removes its cgroup.
     pub async fn cleanup(mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+        if self.code.is_none() && self.exited.is_some() {
+            self.signal(libc::SIGKILL);
+            self.wait().await;
         }
         if let Some(cg) = self.cgroup.take() {
             let label = self.label.clone();
@@ -172,54 +198,38 @@ impl Running {
     }
 }
 
-type SpawnError = (String, i32, Option<tokio::process::Child>);
+type SpawnError = (String, i32, Option<oneshot::Receiver<i32>>);
 
-/// Spawns the helper with the spec and waits for the app's exec.
+/// Hands the spec to the zygote and waits for the app's exec (EOF on the status pipe).
 async fn spawn(
-    helper: &std::path::Path,
-    spec: &SandboxSpec,
+    d: &Daemon,
+    spec: SandboxSpec,
     stdio: Stdio3,
-) -> std::result::Result<(tokio::process::Child, Report), SpawnError> {
-    let internal = |e: std::io::Error| {
-        (
-            format!("cannot start the sandbox helper: {e}"),
-            EXIT_NOT_STARTED,
-            None,
-        )
-    };
-    let (cmd, handoff) = confine::launch::prepare(helper, spec, stdio).map_err(internal)?;
-    let mut child = tokio::process::Command::from(cmd)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(internal)?;
-    let exec = match handoff.send_spec() {
-        Ok(exec) => exec,
-        Err(e) => return Err((e.to_string(), EXIT_NOT_STARTED, Some(child))),
-    };
-    let outcome = tokio::task::spawn_blocking(move || exec.wait()).await;
-    match outcome {
-        Ok(Ok(report)) => Ok((child, report)),
-        Ok(Err(step)) => {
-            let code = child
-                .wait()
-                .await
-                .map(exit_code)
-                .unwrap_or(EXIT_NOT_STARTED);
+) -> std::result::Result<(Started, Report), SpawnError> {
+    let internal = |e: String| (e, EXIT_NOT_STARTED, None);
+    let (status_r, status_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| internal(e.to_string()))?;
+    let fds = vec![stdio.stdin, stdio.stdout, stdio.stderr, status_w];
+    let started = d.zygote.launch(spec, fds).await.map_err(internal)?;
+    let mut status = tokio::net::unix::pipe::Receiver::from_owned_fd(status_r)
+        .map_err(|e| internal(e.to_string()))?;
+    let mut bytes = Vec::new();
+    if let Err(e) = status.read_to_end(&mut bytes).await {
+        return Err((e.to_string(), EXIT_NOT_STARTED, Some(started.exited)));
+    }
+    match confine::parse_status(&bytes) {
+        Ok(report) => Ok((started, report)),
+        Err(step) => {
+            let code = started.exited.await.unwrap_or(EXIT_NOT_STARTED);
             let code = if code == 0 { EXIT_NOT_STARTED } else { code };
             Err((step.to_string(), code, None))
         }
-        Err(e) => Err((
-            format!("sandbox start crashed: {e}"),
-            EXIT_NOT_STARTED,
-            Some(child),
-        )),
     }
 }
 
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(EXIT_NOT_STARTED)
+/// The app's standard input, output and error.
+pub struct Stdio3 {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
 }

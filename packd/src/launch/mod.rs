@@ -5,6 +5,7 @@
 mod env;
 pub mod instance;
 mod mounts;
+pub mod zygote;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,0 +1,103 @@
+//! `/v2/debug/*`: what the daemon would do, for humans debugging confinement.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, Query, State};
+use serde::{Deserialize, Serialize};
+
+use super::Peer;
+use super::response::{ApiResult, sync};
+use crate::daemon::Daemon;
+use crate::error::Error;
+use crate::launch::instance;
+use crate::launch::{AppRef, Invocation};
+
+#[derive(Debug, Deserialize)]
+pub struct AppQuery {
+    app: String,
+}
+
+/// One sandbox layer and its state on this kernel.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Layer {
+    pub layer: String,
+    pub state: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SandboxReport {
+    pub app: String,
+    pub confinement: String,
+    pub layers: Vec<Layer>,
+    /// The spec a run by the caller would get (its cgroup name is an example).
+    pub spec: confine::SandboxSpec,
+}
+
+/// `GET /v2/debug/sandbox?app=NAME.APP`: the spec and which layers are active.
+pub async fn sandbox(
+    State(d): State<Arc<Daemon>>,
+    Extension(peer): Extension<Peer>,
+    Query(q): Query<AppQuery>,
+) -> ApiResult {
+    let target: AppRef = q.app.parse()?;
+    let inv = Invocation {
+        uid: peer.uid,
+        gid: peer.gid,
+        groups: peer.groups.clone(),
+        cwd: "/".into(),
+        ..Default::default()
+    };
+    let d2 = d.clone();
+    let report = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+        let prepared = instance::prepare_unchecked(&d2, &target, inv)?;
+        let devmode = prepared.resolved.meta.confinement == packfmt::meta::Confinement::Devmode;
+        let spec = prepared.spec(&d2)?;
+        Ok(SandboxReport {
+            app: target.to_string(),
+            confinement: prepared.resolved.meta.confinement.as_str().into(),
+            layers: d2
+                .features
+                .layers(devmode)
+                .into_iter()
+                .map(|(layer, state)| Layer {
+                    layer: layer.into(),
+                    state,
+                })
+                .collect(),
+            spec,
+        })
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("cannot build the report: {e}")))??;
+    Ok(sync(report))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AppArmorReport {
+    pub app: String,
+    pub label: String,
+    pub profile: String,
+    /// Whether the kernel has AppArmor (and so whether the profile is loaded and enforced).
+    pub kernel: String,
+}
+
+/// `GET /v2/debug/apparmor?app=NAME.APP`: the app's generated AppArmor profile.
+pub async fn apparmor(State(d): State<Arc<Daemon>>, Query(q): Query<AppQuery>) -> ApiResult {
+    let target: AppRef = q.app.parse()?;
+    let r = d.store.read(|s| crate::launch::resolve(s, &target))?;
+    let path = d.paths.apparmor_profile(&r.name, r.revision, &r.app);
+    let profile = std::fs::read_to_string(&path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    Ok(sync(AppArmorReport {
+        app: target.to_string(),
+        label: crate::policy::apparmor::label(&r.name, &r.app),
+        profile,
+        kernel: if d.features.apparmor {
+            "loaded and enforced".into()
+        } else {
+            "unavailable: this kernel has no AppArmor, so the profile is generated and checked but not loaded".into()
+        },
+    }))
+}
