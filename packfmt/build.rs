@@ -32,10 +32,28 @@ const HEADER: &str = r#"
 #include <lzo/lzo1x.h>
 "#;
 
+/// `pkg-config --variable=NAME PACKAGE`, if pkg-config answers.
+fn pkg_config_var(package: &str, name: &str) -> Option<String> {
+    let out = std::process::Command::new("pkg-config")
+        .arg(format!("--variable={name}"))
+        .arg(package)
+        .output()
+        .ok()?;
+    let value = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !value.is_empty()).then_some(value)
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rustc-link-lib=squashfs");
-    println!("cargo:rustc-link-lib=lzo2");
+    // Static: every `pack` and `packd` start would otherwise load six shared libraries that
+    // most commands (`pack run` above all) never use. The archives come with the -dev packages
+    // `make deps` installs; pkg-config says where they are and what libsquashfs needs.
+    let libdir = pkg_config_var("libsquashfs1", "libdir")
+        .unwrap_or_else(|| "/usr/lib/x86_64-linux-gnu".to_string());
+    println!("cargo:rustc-link-search=native={libdir}");
+    for lib in ["squashfs", "lzo2", "zstd", "lzma", "lz4", "z"] {
+        println!("cargo:rustc-link-lib=static={lib}");
+    }
 
     let bindings = bindgen::Builder::default()
         .header_contents("packfmt_sqfs.h", HEADER)

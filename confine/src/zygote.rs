@@ -6,6 +6,10 @@
 //!
 //! - daemon → zygote: [`Request::Launch`] with four descriptors: the app's stdin, stdout,
 //!   stderr and the write end of its status pipe (see [`crate::helper`]);
+//! - daemon → zygote: [`Request::Prepare`]: fork a *slot* now, in the background, that joins
+//!   the given cgroup and waits. A later launch naming the slot skips the join: moving a process
+//!   into a v1 cgroup takes a global lock that waits for an RCU grace period (~10 ms here)
+//!   whenever launches are spaced out, and the slot pays it before anyone waits;
 //! - zygote → daemon: [`Reply::Started`] with a pidfd of the supervisor (signals go through it:
 //!   no pid-reuse race), or [`Reply::Failed`]; later [`Reply::Exited`] with the supervisor's
 //!   exit code (the zygote is its parent and reaps it).
@@ -32,7 +36,18 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Request {
-    Launch { id: u64, spec: Box<SandboxSpec> },
+    /// Start `spec`; in the prepared `slot` when it is still there (its cgroup joined).
+    Launch {
+        id: u64,
+        spec: Box<SandboxSpec>,
+        #[serde(default)]
+        slot: Option<u64>,
+    },
+    /// Fork a slot that joins `dirs` and waits for a launch.
+    Prepare {
+        slot: u64,
+        dirs: Vec<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +139,7 @@ pub fn serve(sock: OwnedFd, parent: i32) -> i32 {
     };
     let mut buf = vec![0u8; MAX_MESSAGE];
     let mut running: HashMap<i32, u64> = HashMap::new();
+    let mut slots: HashMap<u64, Slot> = HashMap::new();
     loop {
         let mut fds = [
             libc::pollfd {
@@ -143,12 +159,20 @@ pub fn serve(sock: OwnedFd, parent: i32) -> i32 {
         }
         if fds[1].revents != 0 {
             while sfd.read_signal().ok().flatten().is_some() {}
-            reap(&sock, &mut running);
+            reap(&sock, &mut running, &mut slots);
         }
         if fds[0].revents != 0 {
             match recv::<Request>(sock.as_fd(), &mut buf) {
-                Ok(Some((Request::Launch { id, spec }, fds))) => {
-                    launch(&sock, id, &spec, fds, &mut running);
+                Ok(Some((Request::Launch { id, spec, slot }, fds))) => {
+                    match slot.and_then(|s| slots.remove(&s)) {
+                        Some(slot) => hand_over(&sock, id, *spec, fds, slot, &mut running),
+                        None => launch(&sock, id, &spec, fds, &mut running),
+                    }
+                }
+                Ok(Some((Request::Prepare { slot, dirs }, _))) => {
+                    if let Some(s) = prepare(&sock, &dirs) {
+                        slots.insert(slot, s);
+                    }
                 }
                 // EOF or a broken socket: the daemon is gone; supervisors die with us.
                 Ok(None) => return 0,
@@ -236,8 +260,8 @@ fn child(sock: &OwnedFd, spec: &SandboxSpec, fds: &[OwnedFd]) -> i32 {
     helper::run(spec, &mut status)
 }
 
-/// Reaps exited supervisors and reports them.
-fn reap(sock: &OwnedFd, running: &mut HashMap<i32, u64>) {
+/// Reaps exited supervisors (and slots that died unused) and reports the supervisors.
+fn reap(sock: &OwnedFd, running: &mut HashMap<i32, u64>, slots: &mut HashMap<u64, Slot>) {
     loop {
         let mut status = 0;
         // SAFETY: waitpid with a valid out-pointer.
@@ -249,5 +273,103 @@ fn reap(sock: &OwnedFd, running: &mut HashMap<i32, u64>) {
             let code = signals::exit_code(status);
             let _ = send(sock.as_fd(), &Reply::Exited { id, code }, &[]);
         }
+        slots.retain(|_, s| s.pid != pid);
     }
+}
+
+/// A forked process waiting, inside its cgroup, for the spec and descriptors of a launch.
+struct Slot {
+    pid: i32,
+    /// Our end of the slot's socket.
+    sock: OwnedFd,
+}
+
+/// Forks a slot: it joins `dirs`, then waits for one [`Request::Launch`] on its own socket.
+fn prepare(sock: &OwnedFd, dirs: &[std::path::PathBuf]) -> Option<Slot> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .ok()?;
+    // SAFETY: the zygote is single-threaded, so the child may do anything after fork.
+    match unsafe { libc::fork() } {
+        -1 => None,
+        0 => {
+            // SAFETY: leaving the forked child without running the zygote's destructors.
+            unsafe { libc::_exit(slot_main(sock, ours, theirs, dirs)) }
+        }
+        pid => Some(Slot { pid, sock: ours }),
+    }
+}
+
+fn slot_main(zygote: &OwnedFd, ours: OwnedFd, theirs: OwnedFd, dirs: &[std::path::PathBuf]) -> i32 {
+    // SAFETY: closing descriptors of the zygote this child must not keep.
+    unsafe {
+        libc::close(zygote.as_raw_fd());
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+    }
+    drop(ours);
+    if crate::cgroup::join(dirs).is_err() {
+        return EXIT_SETUP_FAILED;
+    }
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    match recv::<Request>(theirs.as_fd(), &mut buf) {
+        Ok(Some((Request::Launch { spec, .. }, fds))) => {
+            // Already in the cgroup: joining again would take the slow lock for nothing.
+            let mut spec = *spec;
+            spec.cgroup = None;
+            let code = child(&theirs, &spec, &fds);
+            // `child` closed every descriptor but 0-2 and 4: leave without dropping ours.
+            // SAFETY: ending the forked slot.
+            unsafe { libc::_exit(code) }
+        }
+        _ => 0,
+    }
+}
+
+/// Gives a launch to a prepared slot; falls back to a fresh fork if the slot is gone.
+fn hand_over(
+    sock: &OwnedFd,
+    id: u64,
+    spec: SandboxSpec,
+    fds: Vec<OwnedFd>,
+    slot: Slot,
+    running: &mut HashMap<i32, u64>,
+) {
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let request = Request::Launch {
+        id,
+        spec: Box::new(spec.clone()),
+        slot: None,
+    };
+    if send(slot.sock.as_fd(), &request, &raw).is_err() {
+        return launch(sock, id, &spec, fds, running);
+    }
+    drop(fds);
+    running.insert(slot.pid, id);
+    report_started(sock, id, slot.pid);
+}
+
+/// Replies `Started` with a pidfd of `pid` (killing it if no pidfd can be had).
+fn report_started(sock: &OwnedFd, id: u64, pid: i32) {
+    // SAFETY: pidfd_open on our own child (not reaped: the caller tracks it).
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        // Without a pidfd the daemon cannot signal it safely: end it now.
+        // SAFETY: killing our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let error = format!("cannot open a pidfd: {}", std::io::Error::last_os_error());
+        let _ = send(sock.as_fd(), &Reply::Failed { id, error }, &[]);
+        return;
+    }
+    // SAFETY: a fresh descriptor we own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+    let _ = send(
+        sock.as_fd(),
+        &Reply::Started { id, pid },
+        &[pidfd.as_raw_fd()],
+    );
 }

@@ -43,6 +43,10 @@ pub struct Daemon {
     pub cgroup_parent: PathBuf,
     /// Forks every sandbox.
     pub zygote: crate::launch::zygote::Zygote,
+    /// A cgroup already made and joined by a waiting slot of the zygote, for the next launch.
+    spare: std::sync::Mutex<Option<Spare>>,
+    /// Set when the daemon stops: no more spares.
+    stopping: std::sync::atomic::AtomicBool,
     launches: AtomicU64,
 }
 
@@ -113,18 +117,81 @@ impl Daemon {
             cgroups,
             cgroup_parent,
             zygote,
+            spare: std::sync::Mutex::new(None),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             launches: AtomicU64::new(0),
         }))
     }
 
-    /// A fresh cgroup path for one launch of `name.app`.
-    pub fn next_cgroup(&self, name: &str, app: &str) -> PathBuf {
+    /// The spare for this launch, if one is ready.
+    pub fn take_spare(&self) -> Option<Spare> {
+        self.spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    /// Prepares the next spare in the background: its cgroup (with the device rules every app
+    /// gets) and a zygote slot that joins it. Moving a process into a cgroup can wait ~10 ms for
+    /// the kernel (an RCU grace period), so that wait happens here rather than in a launch.
+    pub fn refill_spare(self: &Arc<Self>) {
+        let Some(layout) = self.cgroups.clone() else {
+            return;
+        };
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let rel = me.next_cgroup();
+            let n = me.launches.fetch_add(1, Ordering::Relaxed);
+            let limits = confine::cgroup::Limits {
+                devices: crate::policy::confinement::devices(),
+                ..Default::default()
+            };
+            let made =
+                tokio::task::spawn_blocking(move || Cgroup::create(&layout, &rel, &limits)).await;
+            let cgroup = match made {
+                Ok(Ok(cg)) => cg,
+                Ok(Err(e)) => return tracing::warn!(error = %e, "cannot prepare a spare cgroup"),
+                Err(_) => return,
+            };
+            if let Err(e) = me.zygote.prepare(n, cgroup.dirs()).await {
+                tracing::warn!(error = %e, "cannot prepare a spare sandbox slot");
+                let _ = cgroup.remove(Duration::ZERO);
+                return;
+            }
+            let mut spare = me
+                .spare
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if me.stopping.load(Ordering::SeqCst) {
+                // The daemon started stopping meanwhile: this spare is not wanted.
+                drop(spare);
+                cgroup.kill();
+                let _ = cgroup.remove(Duration::from_secs(2));
+                return;
+            }
+            let old = spare.replace(Spare { slot: n, cgroup });
+            drop(spare);
+            // Two refills raced: the extra spare is not needed.
+            if let Some(old) = old {
+                old.cgroup.kill();
+                let _ = old.cgroup.remove(Duration::from_secs(2));
+            }
+        });
+    }
+
+    /// A fresh cgroup path for one sandbox: `PARENT/sandbox.N`. The names are neutral because a
+    /// spare is made before anyone knows which app will use it, and v2 cannot rename cgroups.
+    pub fn next_cgroup(&self) -> PathBuf {
         let n = self.launches.fetch_add(1, Ordering::Relaxed);
-        self.cgroup_parent.join(format!("{name}.{app}.{n}"))
+        self.cgroup_parent.join(format!("sandbox.{n}"))
     }
 
     /// Serves the API until SIGTERM or SIGINT, then stops after the task under way.
     pub async fn serve(self: &Arc<Self>) -> Result<()> {
+        self.refill_spare();
         let socket = &self.config.socket;
         if let Some(dir) = socket.parent() {
             fsutil::ensure_dir(dir, 0o755).ctx("create", dir)?;
@@ -145,6 +212,7 @@ impl Daemon {
         };
         crate::api::serve(listener, crate::api::router(self.clone()), shutdown).await;
         tracing::info!("stopping");
+        self.stopping.store(true, Ordering::SeqCst);
         let me = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
             me.engine.stop();
@@ -159,6 +227,12 @@ impl Daemon {
         let _ = std::fs::remove_file(socket);
         Ok(())
     }
+}
+
+/// A cgroup made in advance, joined by a zygote slot waiting for a launch.
+pub struct Spare {
+    pub slot: u64,
+    pub cgroup: Cgroup,
 }
 
 /// Kills and removes the sandbox cgroups a previous run of this daemon left behind (after a

@@ -147,6 +147,21 @@ impl Cgroup {
         result.map(|()| cg)
     }
 
+    /// Writes the memory, task and CPU limits (not the devices, fixed at creation).
+    pub fn set_limits(&self, limits: &Limits) -> Result<(), CgroupError> {
+        let no_devices = Limits {
+            devices: Vec::new(),
+            ..limits.clone()
+        };
+        if let Some(dir) = &self.v2 {
+            v2_limits(dir, &no_devices)?;
+        }
+        for (controller, dir) in &self.v1 {
+            v1_limits(controller, dir, &no_devices)?;
+        }
+        Ok(())
+    }
+
     fn make(&self, layout: &Layout, rel: &Path, limits: &Limits) -> Result<(), CgroupError> {
         if let (Some(dir), Some(root)) = (&self.v2, layout.v2()) {
             make_v2_dirs(root, rel)?;
@@ -348,18 +363,45 @@ pub fn remove_tree(layout: &Layout, parent: &Path) -> Result<(), CgroupError> {
     }
     let mut rel = parent.to_path_buf();
     loop {
+        let mut kept = false;
         for root in layout.roots() {
-            match fs::remove_dir(root.join(&rel)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                // Not empty (or busy): someone else's sandboxes live there.
-                Err(_) => return Ok(()),
+            let dir = root.join(&rel);
+            // A child that just went may keep its parent busy for a moment.
+            let deadline = Instant::now() + Duration::from_millis(200);
+            loop {
+                match fs::remove_dir(&dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    // cgroupfs says EBUSY both for a child still going away (worth a short wait)
+                    // and for children that stay (someone else's sandboxes: leave it).
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY)
+                            && !has_child_cgroups(&dir)
+                            && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => {
+                        kept = true;
+                        break;
+                    }
+                }
             }
         }
-        if !rel.pop() || rel.as_os_str().is_empty() {
+        if kept || !rel.pop() || rel.as_os_str().is_empty() {
             return Ok(());
         }
     }
+}
+
+fn has_child_cgroups(dir: &Path) -> bool {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        })
+        .unwrap_or(false)
 }
 
 /// The sandbox cgroups (direct children) under `parent` in every hierarchy, to find leftovers

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 
 use confine::cgroup::Cgroup;
 use confine::{Report, SandboxSpec};
@@ -74,8 +75,7 @@ impl Prepared {
     pub fn spec(&self, d: &Daemon) -> Result<SandboxSpec> {
         let mut ctx = self.ctx.clone();
         if let Some(layout) = &d.cgroups {
-            let rel = d.next_cgroup(&self.resolved.name, &self.resolved.app);
-            ctx.cgroup = Some(Cgroup::at(layout, &rel).dirs());
+            ctx.cgroup = Some(Cgroup::at(layout, &d.next_cgroup()).dirs());
         }
         super::build_spec(&d.paths, &self.resolved, &self.inv, &ctx)
     }
@@ -83,24 +83,39 @@ impl Prepared {
     /// Creates the cgroup, spawns the sandbox and waits until the app has exec'd. On failure,
     /// the message and the exit code `pack run` should use (125 setup, 126 cannot execute, 127
     /// not found), with nothing left behind.
-    pub async fn start(mut self, d: &Daemon, stdio: Stdio3) -> Result<Running, (String, i32)> {
+    pub async fn start(mut self, d: &Arc<Daemon>, stdio: Stdio3) -> Result<Running, (String, i32)> {
         let fail = |e: Error| (e.to_string(), EXIT_NOT_STARTED);
         let r = &self.resolved;
-        let cgroup = match &d.cgroups {
-            Some(layout) => {
-                let rel = d.next_cgroup(&r.name, &r.app);
-                let limits = crate::policy::confinement::limits(&r.meta.apps[&r.app]);
-                let cg = Cgroup::create(layout, &rel, &limits).map_err(|e| {
+        let limits = crate::policy::confinement::limits(&r.meta.apps[&r.app]);
+        // A warm spare (its cgroup made and joined in the background) when there is one;
+        // otherwise the cgroup is made now and joined by the sandbox.
+        let (cgroup, slot) = match (&d.cgroups, d.take_spare()) {
+            (Some(_), Some(spare)) => {
+                let cg = spare
+                    .cgroup
+                    .set_limits(&limits)
+                    .map(|()| spare.cgroup)
+                    .map_err(|e| {
+                        fail(Error::Internal(format!(
+                            "cannot set up the cgroup of {}: {e}",
+                            r.name
+                        )))
+                    })?;
+                (Some(cg), Some(spare.slot))
+            }
+            (Some(layout), None) => {
+                let cg = Cgroup::create(layout, &d.next_cgroup(), &limits).map_err(|e| {
                     fail(Error::Internal(format!(
                         "cannot create the cgroup of {}: {e}",
                         r.name
                     )))
                 })?;
-                self.ctx.cgroup = Some(cg.dirs());
-                Some(cg)
+                (Some(cg), None)
             }
-            None => None,
+            (None, _) => (None, None),
         };
+        d.refill_spare();
+        self.ctx.cgroup = cgroup.as_ref().map(Cgroup::dirs);
         let mut running = Running {
             pidfd: None,
             exited: None,
@@ -116,7 +131,7 @@ impl Prepared {
                 return Err(fail(e));
             }
         };
-        match spawn(d, spec, stdio).await {
+        match spawn(d, spec, stdio, slot).await {
             Ok((started, report)) => {
                 running.pidfd = Some(started.pidfd);
                 running.exited = Some(started.exited);
@@ -205,12 +220,13 @@ async fn spawn(
     d: &Daemon,
     spec: SandboxSpec,
     stdio: Stdio3,
+    slot: Option<u64>,
 ) -> std::result::Result<(Started, Report), SpawnError> {
     let internal = |e: String| (e, EXIT_NOT_STARTED, None);
     let (status_r, status_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| internal(e.to_string()))?;
     let fds = vec![stdio.stdin, stdio.stdout, stdio.stderr, status_w];
-    let started = d.zygote.launch(spec, fds).await.map_err(internal)?;
+    let started = d.zygote.launch(spec, fds, slot).await.map_err(internal)?;
     let mut status = tokio::net::unix::pipe::Receiver::from_owned_fd(status_r)
         .map_err(|e| internal(e.to_string()))?;
     let mut bytes = Vec::new();

@@ -21,10 +21,17 @@ pub struct Started {
     pub exited: oneshot::Receiver<i32>,
 }
 
-struct Outgoing {
-    spec: SandboxSpec,
-    fds: Vec<OwnedFd>,
-    started: oneshot::Sender<Result<Started, String>>,
+enum Outgoing {
+    Launch {
+        spec: Box<SandboxSpec>,
+        fds: Vec<OwnedFd>,
+        slot: Option<u64>,
+        started: oneshot::Sender<Result<Started, String>>,
+    },
+    Prepare {
+        slot: u64,
+        dirs: Vec<PathBuf>,
+    },
 }
 
 pub struct Zygote {
@@ -42,10 +49,32 @@ impl Zygote {
         })
     }
 
-    /// Asks the zygote to start `spec` with `fds` (stdin, stdout, stderr, status pipe).
-    pub async fn launch(&self, spec: SandboxSpec, fds: Vec<OwnedFd>) -> Result<Started, String> {
+    /// Asks the zygote to start `spec` with `fds` (stdin, stdout, stderr, status pipe), in the
+    /// prepared `slot` if it is still there.
+    pub async fn launch(
+        &self,
+        spec: SandboxSpec,
+        fds: Vec<OwnedFd>,
+        slot: Option<u64>,
+    ) -> Result<Started, String> {
         let (started, rx) = oneshot::channel();
-        let mut out = Outgoing { spec, fds, started };
+        self.send(Outgoing::Launch {
+            spec: Box::new(spec),
+            fds,
+            slot,
+            started,
+        })
+        .await?;
+        rx.await
+            .map_err(|_| "the sandbox helper stopped before starting the app".to_string())?
+    }
+
+    /// Asks the zygote to fork a slot that joins `dirs` (the cgroup of a future launch).
+    pub async fn prepare(&self, slot: u64, dirs: Vec<PathBuf>) -> Result<(), String> {
+        self.send(Outgoing::Prepare { slot, dirs }).await
+    }
+
+    async fn send(&self, mut out: Outgoing) -> Result<(), String> {
         for _ in 0..2 {
             let tx = {
                 let mut conn = self.conn.lock().await;
@@ -61,13 +90,12 @@ impl Zygote {
                 }
             };
             match tx.send(out) {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 // It died between the check and the send: retry with a new one.
                 Err(mpsc::error::SendError(back)) => out = back,
             }
         }
-        rx.await
-            .map_err(|_| "the sandbox helper stopped before starting the app".to_string())?
+        Err("the sandbox helper keeps stopping".into())
     }
 }
 
@@ -100,21 +128,29 @@ async fn run(
         tokio::select! {
             out = rx.recv() => {
                 let Some(out) = out else { break };
-                next_id += 1;
-                let id = next_id;
-                let request = Request::Launch { id, spec: Box::new(out.spec) };
-                let raw: Vec<i32> = out.fds.iter().map(AsRawFd::as_raw_fd).collect();
+                let (request, fds, started) = match out {
+                    Outgoing::Launch { spec, fds, slot, started } => {
+                        next_id += 1;
+                        let request = Request::Launch { id: next_id, spec, slot };
+                        (request, fds, Some(started))
+                    }
+                    Outgoing::Prepare { slot, dirs } => (Request::Prepare { slot, dirs }, Vec::new(), None),
+                };
+                let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
                 let sent = sock
                     .async_io(Interest::WRITABLE, |fd| send(fd.as_fd(), &request, &raw))
                     .await;
                 // Our copies go now: the zygote holds its own.
-                drop(out.fds);
-                match sent {
-                    Ok(()) => {
-                        starting.insert(id, out.started);
+                drop(fds);
+                match (sent, started) {
+                    (Ok(()), Some(started)) => {
+                        starting.insert(next_id, started);
                     }
-                    Err(e) => {
-                        let _ = out.started.send(Err(format!("cannot reach the sandbox helper: {e}")));
+                    (Ok(()), None) => {}
+                    (Err(e), started) => {
+                        if let Some(started) = started {
+                            let _ = started.send(Err(format!("cannot reach the sandbox helper: {e}")));
+                        }
                         break;
                     }
                 }

@@ -1,8 +1,8 @@
 //! The default seccomp policy (commented data in `policy/seccomp/<arch>.json`, embedded in the
 //! binary) and compiling an app's profile from it plus what its interfaces add.
 
+use confine::seccomp::Arch;
 use confine::seccomp::{Mismatch, Profile};
-use seccompiler::TargetArch;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 const X86_64: &str = include_str!("../../policy/seccomp/x86_64.json");
 const AARCH64: &str = include_str!("../../policy/seccomp/aarch64.json");
 
-/// The policy file: allowed syscalls (seccompiler rules with comments) and the ones answered
+/// The policy file: allowed syscalls (rules with comments) and the ones answered
 /// ENOSYS.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Template {
@@ -20,15 +20,10 @@ pub struct Template {
     pub enosys: Vec<Value>,
 }
 
-pub fn template(arch: TargetArch) -> Result<Template> {
+pub fn template(arch: Arch) -> Result<Template> {
     let text = match arch {
-        TargetArch::x86_64 => X86_64,
-        TargetArch::aarch64 => AARCH64,
-        other => {
-            return Err(Error::Internal(format!(
-                "no seccomp policy for {other:?}; packd supports x86_64 and aarch64"
-            )));
-        }
+        Arch::X86_64 => X86_64,
+        Arch::Aarch64 => AARCH64,
     };
     serde_json::from_str(text)
         .map_err(|e| Error::Internal(format!("the built-in seccomp policy is damaged: {e}")))
@@ -36,7 +31,7 @@ pub fn template(arch: TargetArch) -> Result<Template> {
 
 /// Compiles the profile of an app: the template plus `extra` rules (from its interfaces), for
 /// `arch`; devmode profiles log what strict ones would deny.
-pub fn compile(arch: TargetArch, extra: &[Value], devmode: bool) -> Result<Profile> {
+pub fn compile(arch: Arch, extra: &[Value], devmode: bool) -> Result<Profile> {
     let t = template(arch)?;
     let mut allow = t.allow;
     allow.extend(extra.iter().cloned());
@@ -49,7 +44,7 @@ pub fn compile(arch: TargetArch, extra: &[Value], devmode: bool) -> Result<Profi
         .map_err(|e| Error::Internal(e.to_string()))
 }
 
-pub fn host_arch() -> Result<TargetArch> {
+pub fn host_arch() -> Result<Arch> {
     confine::seccomp::host_arch().map_err(|e| Error::Internal(e.to_string()))
 }
 
