@@ -7,11 +7,12 @@
 //!
 //! ```text
 //!   ld arch; jeq ARCH, +1; ret KILL_PROCESS        foreign ABI (i386 on x86_64, arm32 on arm64)
-//!   ld nr;   jge 0x40000000 → ret DEFAULT          x32 numbers (x86_64)
-//!   tree:    jge pivot, +0, +1; ja RIGHT; LEFT…; RIGHT…
-//!   leaf:    jeq nr, +1, +0; ret DEFAULT; handler
-//!   handler: ret ACTION | for each alternative: conditions (fail → next); ret ACTION; … ret DEFAULT
+//!   ld nr
+//!   tree:    jge start, +0, +1; ja RIGHT; LEFT…; RIGHT…      over intervals of numbers
+//!   leaf:    ret ACTION | for each alternative: conditions (fail → next); ret ACTION; … ret DEFAULT
 //! ```
+//!
+//! x32 numbers (0x40000000 and up) lie past the last entry, in the final default interval.
 //!
 //! Every conditional jump goes at most one alternative forward; far jumps use `ja`, whose offset
 //! is 32 bits, so no jump ever overflows the 8-bit conditional offsets.
@@ -77,7 +78,19 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
     Insn { code, jt, jf, k }
 }
 
+/// What an interval of syscall numbers does.
+#[derive(Clone, Copy)]
+enum Leaf<'a> {
+    Ret(u32),
+    Rules(&'a Entry),
+}
+
 /// Assembles the filter for `arch`: `entries` by syscall number, `default` for everything else.
+///
+/// The number space is cut into intervals of identical behaviour — a run of consecutive
+/// unconditionally allowed syscalls is one interval, a gap is one, a syscall with conditions is
+/// its own — and the tree searches the intervals: a small filter (the kernel JIT-compiles it at
+/// every load) and a short path for every syscall.
 pub fn assemble(
     arch: Arch,
     entries: &BTreeMap<u32, Entry>,
@@ -89,16 +102,8 @@ pub fn assemble(
         stmt(RET_K, RET_KILL_PROCESS),
         stmt(LD_W_ABS, NR),
     ];
-    if let Some(bit) = arch.foreign_bit() {
-        p.push(jump(JGE_K, bit, 0, 1));
-        p.push(stmt(RET_K, default));
-    }
-    let sorted: Vec<(u32, &Entry)> = entries.iter().map(|(nr, e)| (*nr, e)).collect();
-    if sorted.is_empty() {
-        p.push(stmt(RET_K, default));
-    } else {
-        tree(&mut p, &sorted, default)?;
-    }
+    let intervals = intervals(entries, default);
+    tree(&mut p, &intervals, default)?;
     if p.len() > MAX_INSNS {
         return Err(SeccompError::Compile(format!(
             "the filter has {} instructions; the kernel allows {MAX_INSNS}",
@@ -108,31 +113,66 @@ pub fn assemble(
     Ok(p)
 }
 
-fn tree(p: &mut Vec<Insn>, entries: &[(u32, &Entry)], default: u32) -> Result<(), SeccompError> {
-    if let [(nr, entry)] = entries {
-        p.push(jump(JEQ_K, *nr, 1, 0));
-        p.push(stmt(RET_K, default));
-        return handler(p, entry, default);
+/// `(first syscall number, behaviour)`, ascending, covering 0..=u32::MAX: numbers past the last
+/// entry (x32's, for one) get `default`.
+fn intervals(entries: &BTreeMap<u32, Entry>, default: u32) -> Vec<(u32, Leaf<'_>)> {
+    let mut out: Vec<(u32, Leaf<'_>)> = vec![(0, Leaf::Ret(default))];
+    let mut next = 0u32; // first number not yet covered by an entry
+    for (&nr, entry) in entries {
+        if nr > next && !matches!(out.last(), Some((_, Leaf::Ret(a))) if *a == default) {
+            out.push((next, Leaf::Ret(default)));
+        }
+        let leaf = if entry.alternatives.is_empty() {
+            Leaf::Ret(entry.action)
+        } else {
+            Leaf::Rules(entry)
+        };
+        let extends = matches!(
+            (out.last(), leaf),
+            (Some((_, Leaf::Ret(a))), Leaf::Ret(b)) if *a == b && nr == next
+        );
+        if !extends {
+            if out.last().is_some_and(|(start, _)| *start == nr) {
+                out.pop();
+            }
+            out.push((nr, leaf));
+        }
+        next = nr.saturating_add(1);
     }
-    let mid = entries.len() / 2;
-    let pivot = entries[mid].0;
+    if !matches!(out.last(), Some((_, Leaf::Ret(a))) if *a == default) {
+        out.push((next, Leaf::Ret(default)));
+    }
+    out
+}
+
+fn tree(
+    p: &mut Vec<Insn>,
+    intervals: &[(u32, Leaf<'_>)],
+    default: u32,
+) -> Result<(), SeccompError> {
+    if let [(_, leaf)] = intervals {
+        return match leaf {
+            Leaf::Ret(action) => {
+                p.push(stmt(RET_K, *action));
+                Ok(())
+            }
+            Leaf::Rules(entry) => handler(p, entry, default),
+        };
+    }
+    let mid = intervals.len() / 2;
+    let pivot = intervals[mid].0;
     // nr >= pivot: fall onto the `ja` to the right half; else skip it into the left half.
     p.push(jump(JGE_K, pivot, 0, 1));
     let ja_at = p.len();
     p.push(stmt(JA, 0));
-    tree(p, &entries[..mid], default)?;
+    tree(p, &intervals[..mid], default)?;
     p[ja_at].k = (p.len() - ja_at - 1) as u32;
-    tree(p, &entries[mid..], default)
+    tree(p, &intervals[mid..], default)
 }
 
 fn handler(p: &mut Vec<Insn>, entry: &Entry, default: u32) -> Result<(), SeccompError> {
-    if entry.alternatives.is_empty() {
-        p.push(stmt(RET_K, entry.action));
-        return Ok(());
-    }
     for alt in &entry.alternatives {
-        let start = p.len();
-        // Conditional jumps with jt/jf == FAIL are patched to the end of this alternative.
+        // Conditional jumps that fail the condition are patched to the end of this alternative.
         let mut fails: Vec<(usize, bool)> = Vec::new();
         for c in alt {
             condition(p, c, &mut fails);
@@ -140,8 +180,7 @@ fn handler(p: &mut Vec<Insn>, entry: &Entry, default: u32) -> Result<(), Seccomp
         p.push(stmt(RET_K, entry.action));
         let end = p.len();
         for (at, on_true) in fails {
-            let off = end - at - 1;
-            let off = u8::try_from(off).map_err(|_| {
+            let off = u8::try_from(end - at - 1).map_err(|_| {
                 SeccompError::Compile(format!(
                     "a rule with {} conditions is too long for one jump",
                     alt.len()
@@ -153,7 +192,6 @@ fn handler(p: &mut Vec<Insn>, entry: &Entry, default: u32) -> Result<(), Seccomp
                 p[at].jf = off;
             }
         }
-        debug_assert!(end > start);
     }
     p.push(stmt(RET_K, default));
     Ok(())
