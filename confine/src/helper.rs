@@ -1,23 +1,28 @@
-//! The helper side of a launch (`pack-confine`): read the spec, build the sandbox, run the app.
+//! The helper side of a launch (`pack-confine`): build the sandbox, run the app.
 //!
 //! Three processes, each single-threaded:
 //!
-//! - the **supervisor** (the helper as spawned by the daemon, in the host's pid namespace)
-//!   unshares the namespaces, forks the init, relays the daemon's signals to it and exits with
-//!   its status;
-//! - the **init** (pid 1 of the new pid namespace) builds the file system, pivots into it, forks
-//!   the app, forwards signals to it and reaps orphans; when the app exits the init exits with
-//!   its status, and the kernel kills whatever is left in the namespace;
+//! - the **supervisor** (forked by the zygote, [`crate::zygote`], in the host's pid namespace)
+//!   joins the cgroup, unshares the namespaces, forks the init, relays the daemon's signals to
+//!   it and exits with its status;
+//! - the **init** (pid 1 of the new pid namespace) brings up loopback, takes the spec (at
+//!   once, or later when it is a prepared *slot*), unshares the mount namespace (a copy of the
+//!   host's mounts as they are at the launch), builds the file system, pivots into it, forks the app, forwards signals to it and reaps orphans; when the
+//!   app exits the init reports its status on the exit descriptor (fd 5) and exits with it, and
+//!   the kernel kills whatever is left in the namespace;
 //! - the **app** sets up its session and identity, closes stray descriptors and execs.
+//!
+//! The spec-independent part — the [`Frame`]: cgroup and namespaces but the mount one — is what a slot builds
+//! before anyone asks for a launch, so a launch pays only for what depends on its spec.
 //!
 //! Any failure is written as one JSON [`StepError`] line to the status descriptor (fd 4). That
 //! descriptor is close-on-exec, so the daemon reading it sees EOF exactly when the app's exec
-//! succeeds. The supervisor is forked by the zygote ([`crate::zygote`]).
+//! succeeds.
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, FromRawFd};
 use std::path::Path;
 
 use nix::sched::CloneFlags;
@@ -29,8 +34,13 @@ use crate::steps::landlock::Enforcement;
 use crate::steps::{apparmor, caps, landlock, mounts, net, signals};
 use crate::sys::LinuxSys;
 
+/// The descriptor a prepared slot receives its launch on.
+pub const SLOT_FD: i32 = 3;
 /// The descriptor step errors are written to.
 pub const STATUS_FD: i32 = 4;
+/// The descriptor the init writes the app's exit status to (four bytes, little-endian) the
+/// moment the app exits: the daemon need not wait for the namespaces to be torn down.
+pub const EXIT_FD: i32 = 5;
 
 /// Exit status when the sandbox could not be built (as `docker run` uses 125).
 pub const EXIT_SETUP_FAILED: i32 = 125;
@@ -105,11 +115,116 @@ pub fn main() -> i32 {
     crate::zygote::serve(sock, parent)
 }
 
-/// Runs one sandbox from a zygote's child: reports a failed step on `status` and returns the
-/// exit status (the app's, or 125 when the sandbox could not be built).
-pub fn run(spec: &SandboxSpec, status: &mut StatusPipe) -> i32 {
-    match supervise(spec, status) {
-        Ok(code) => code,
+/// What a sandbox is made of before its spec is known: the cgroup it joins and the namespaces
+/// it gets. A prepared slot ([`crate::zygote`]) builds its frame ahead of time and accepts only
+/// a spec with the same frame.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Frame {
+    pub cgroup: Option<crate::spec::CgroupJoin>,
+    pub namespaces: crate::spec::Namespaces,
+}
+
+impl Frame {
+    pub fn of(spec: &SandboxSpec) -> Frame {
+        Frame {
+            cgroup: spec.cgroup.clone(),
+            namespaces: spec.namespaces,
+        }
+    }
+}
+
+/// Where the init gets its spec and descriptors.
+pub enum Source<'a> {
+    /// Already here: the spec in memory, the descriptors on 0–2, [`STATUS_FD`] and
+    /// [`EXIT_FD`].
+    Given(&'a SandboxSpec),
+    /// Later, as one [`crate::zygote::Handover`] on [`SLOT_FD`].
+    Slot,
+}
+
+/// The supervisor: join the cgroup, unshare the namespaces, fork the init, relay signals to it
+/// and return its status (the app's, or 125 when the sandbox could not be built).
+pub fn supervise(frame: &Frame, source: Source<'_>) -> i32 {
+    let saved_mask = signals::block_all();
+    set_not_dumpable();
+    let early = enter_frame(frame);
+    // SAFETY: both variants only fork; the child runs the init and never returns.
+    let forked = early
+        .and_then(|()| unsafe { nix::unistd::fork() }.map_err(|e| StepError::nix(Step::Fork, e)));
+    match forked {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let code = init(frame, &source, &saved_mask);
+            // SAFETY: leaving the forked child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            // The init holds everything the sandbox needs; the supervisor keeps nothing open
+            // (a slot's socket must reach EOF when the init goes).
+            close_range(0, u32::MAX);
+            signals::relay_until_exit(child.as_raw())
+        }
+        Err(e) => {
+            match source {
+                // SAFETY: STATUS_FD is the launch's status pipe (or closed).
+                Source::Given(_) => unsafe { StatusPipe::from_raw(STATUS_FD) }.report(&e),
+                Source::Slot => eprintln!("pack-confine: cannot prepare a sandbox: {e}"),
+            }
+            EXIT_SETUP_FAILED
+        }
+    }
+}
+
+/// Joins the cgroup first (everything forked afterwards is inside, and the cgroup namespace
+/// is rooted there), then unshares the namespaces.
+fn enter_frame(frame: &Frame) -> Result<(), StepError> {
+    if let Some(cg) = &frame.cgroup {
+        crate::cgroup::join(&cg.dirs).map_err(|e| StepError::io(Step::Cgroup, e))?;
+    }
+    nix::sched::unshare(clone_flags(&frame.namespaces))
+        .map_err(|e| StepError::nix(Step::Namespaces, e))
+}
+
+/// Work of the init that needs no spec: loopback up. (The mount namespace is not made here:
+/// a copy taken now would miss packs mounted on the host until the launch.)
+fn stage(frame: &Frame) -> Result<(), StepError> {
+    if frame.namespaces.net {
+        net::loopback_up()?;
+    }
+    Ok(())
+}
+
+/// The init (pid 1 of the new pid namespace): stage what needs no spec, get the spec, build
+/// the file system, fork the app, forward signals, reap; report the app's status on
+/// [`EXIT_FD`] as soon as it is known, before the namespaces are torn down.
+fn init(frame: &Frame, source: &Source<'_>, saved_mask: &libc::sigset_t) -> i32 {
+    // Die with the supervisor; the kernel then kills everything in the pid namespace.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    let staged = stage(frame);
+    let received;
+    let spec = match source {
+        Source::Given(spec) => *spec,
+        Source::Slot => match receive() {
+            Some(spec) => {
+                received = spec;
+                &received
+            }
+            // The daemon let the slot go unused.
+            None => return 0,
+        },
+    };
+    // SAFETY: STATUS_FD is the launch's status pipe by the protocol (or closed).
+    let mut status = unsafe { StatusPipe::from_raw(STATUS_FD) };
+    let exit = ExitPipe::take();
+    let result = staged
+        .and_then(|()| check_frame(frame, spec))
+        .and_then(|()| build(spec, &mut status, saved_mask));
+    match result {
+        Ok(code) => {
+            exit.send(code);
+            code
+        }
         Err(e) => {
             status.report(&e);
             EXIT_SETUP_FAILED
@@ -117,9 +232,107 @@ pub fn run(spec: &SandboxSpec, status: &mut StatusPipe) -> i32 {
     }
 }
 
-fn clone_flags(spec: &SandboxSpec) -> CloneFlags {
-    let ns = &spec.namespaces;
-    let mut flags = CloneFlags::CLONE_NEWNS;
+/// A slot's launch: the spec and the descriptors, moved to 0–2, [`STATUS_FD`] and [`EXIT_FD`];
+/// nothing else stays open. `None` when the daemon closed the slot instead.
+fn receive() -> Option<SandboxSpec> {
+    // SAFETY: SLOT_FD is the slot's socket by the protocol; we own it from here on.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(SLOT_FD) };
+    let mut buf = vec![0u8; crate::zygote::MAX_MESSAGE];
+    let (handover, fds) =
+        match crate::zygote::recv::<crate::zygote::Handover>(sock.as_fd(), &mut buf) {
+            Ok(Some(got)) => got,
+            Ok(None) => return None,
+            Err(e) => {
+                eprintln!("pack-confine: a bad launch for a prepared sandbox: {e}");
+                return None;
+            }
+        };
+    if fds.len() != LAUNCH_FDS.len() {
+        eprintln!(
+            "pack-confine: a launch with {} descriptors instead of {}",
+            fds.len(),
+            LAUNCH_FDS.len()
+        );
+        return None;
+    }
+    drop(sock);
+    if !install_fds(fds) {
+        return None;
+    }
+    close_range(EXIT_FD as u32 + 1, u32::MAX);
+    Some(*handover.spec)
+}
+
+/// The descriptors of a launch, in the order they are sent: stdin, stdout, stderr, the status
+/// pipe and the exit pipe.
+pub const LAUNCH_FDS: [i32; 5] = [0, 1, 2, STATUS_FD, EXIT_FD];
+
+/// Moves `fds` onto [`LAUNCH_FDS`] (whatever numbers they had; the originals are closed);
+/// false when one cannot be.
+pub fn install_fds(fds: Vec<std::os::fd::OwnedFd>) -> bool {
+    use std::os::fd::AsRawFd;
+    // Out of the way first, so no move overwrites a descriptor that is still to be moved.
+    let high: Vec<i32> = fds
+        .iter()
+        // SAFETY: fcntl on descriptors we own.
+        .map(|fd| unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 16) })
+        .collect();
+    drop(fds);
+    let mut ok = high.iter().all(|fd| *fd >= 0);
+    for (fd, to) in high.iter().zip(LAUNCH_FDS) {
+        // SAFETY: dup2 onto a descriptor number this process reserves for the launch (the
+        // copy loses close-on-exec; the status and exit pipes set it again when taken).
+        ok = ok && unsafe { libc::dup2(*fd, to) } >= 0;
+    }
+    for fd in high.into_iter().filter(|fd| *fd >= 0) {
+        // SAFETY: closing the temporary copies made above.
+        unsafe { libc::close(fd) };
+    }
+    ok
+}
+
+/// A slot may only run a spec of the frame it prepared.
+fn check_frame(frame: &Frame, spec: &SandboxSpec) -> Result<(), StepError> {
+    if Frame::of(spec) == *frame {
+        Ok(())
+    } else {
+        Err(StepError::msg(
+            Step::ReadSpec,
+            "the prepared sandbox has other namespaces or another cgroup than the launch",
+        ))
+    }
+}
+
+/// Closes every descriptor from `first` to `last`.
+pub fn close_range(first: u32, last: u32) {
+    // SAFETY: closing descriptors this process owns; nothing refers to them afterwards.
+    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+}
+
+/// Where the init writes the app's exit status.
+struct ExitPipe(Option<File>);
+
+impl ExitPipe {
+    fn take() -> ExitPipe {
+        // SAFETY: fcntl on any integer is harmless; it tells whether the descriptor is open.
+        if unsafe { libc::fcntl(EXIT_FD, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            return ExitPipe(None);
+        }
+        // SAFETY: EXIT_FD is open (checked above) and ours by the protocol.
+        ExitPipe(Some(unsafe { File::from_raw_fd(EXIT_FD) }))
+    }
+
+    /// Four bytes, little-endian: one atomic pipe write.
+    fn send(mut self, code: i32) {
+        if let Some(f) = self.0.as_mut() {
+            let _ = f.write_all(&code.to_le_bytes());
+        }
+    }
+}
+
+/// The namespaces the supervisor unshares; the mount namespace comes later, in the init.
+fn clone_flags(ns: &crate::spec::Namespaces) -> CloneFlags {
+    let mut flags = CloneFlags::empty();
     for (on, flag) in [
         (ns.pid, CloneFlags::CLONE_NEWPID),
         (ns.ipc, CloneFlags::CLONE_NEWIPC),
@@ -140,16 +353,12 @@ struct Prepared {
     seccomp: Option<Profile>,
 }
 
-/// The supervisor: join the cgroup, read the seccomp profile, unshare, fork the init, relay
-/// signals, exit with the init's status.
-fn supervise(spec: &SandboxSpec, status: &mut StatusPipe) -> Result<i32, StepError> {
-    let saved_mask = signals::block_all();
-    set_not_dumpable();
-    // Join first: everything forked from here on is inside, and the cgroup namespace created
-    // below is rooted at this cgroup.
-    if let Some(cg) = &spec.cgroup {
-        crate::cgroup::join(&cg.dirs).map_err(|e| StepError::io(Step::Cgroup, e))?;
-    }
+/// Build the file system, fork the app, forward signals, reap; the app's status.
+fn build(
+    spec: &SandboxSpec,
+    status: &mut StatusPipe,
+    saved_mask: &libc::sigset_t,
+) -> Result<i32, StepError> {
     let seccomp = match &spec.seccomp {
         Some(s) => Some(
             Profile::read(&s.profile).map_err(|e| StepError::msg(Step::Seccomp, e.to_string()))?,
@@ -157,54 +366,24 @@ fn supervise(spec: &SandboxSpec, status: &mut StatusPipe) -> Result<i32, StepErr
         None => None,
     };
     let prepared = Prepared {
-        saved_mask,
+        saved_mask: *saved_mask,
         seccomp,
     };
-    nix::sched::unshare(clone_flags(spec)).map_err(|e| StepError::nix(Step::Namespaces, e))?;
-    // SAFETY: this process is single-threaded (the helper never starts threads), so the child
-    // may do anything after fork.
-    match unsafe { nix::unistd::fork() }.map_err(|e| StepError::nix(Step::Fork, e))? {
-        nix::unistd::ForkResult::Child => {
-            let code = match init(spec, status, &prepared) {
-                Ok(code) => code,
-                Err(e) => {
-                    status.report(&e);
-                    EXIT_SETUP_FAILED
-                }
-            };
-            // SAFETY: leaving the forked child without running the parent's destructors.
-            unsafe { libc::_exit(code) }
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            status.close();
-            Ok(signals::relay_until_exit(child.as_raw()))
-        }
-    }
-}
-
-/// The init: build the file system, fork the app, forward signals, reap.
-fn init(
-    spec: &SandboxSpec,
-    status: &mut StatusPipe,
-    prepared: &Prepared,
-) -> Result<i32, StepError> {
-    // Die with the supervisor; the kernel then kills everything in the pid namespace.
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     let sys = LinuxSys;
+    // The host's mounts as they are now, private to the sandbox from here on.
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| StepError::nix(Step::Namespaces, e))?;
+    mounts::make_private(&sys)?;
     mounts::prepare_root(&sys, &spec.root)?;
     mounts::apply(&sys, &spec.root, &spec.mounts)?;
     mounts::pivot(&sys, &spec.root)?;
     if spec.namespaces.uts {
         nix::unistd::sethostname(&spec.hostname).map_err(|e| StepError::nix(Step::Hostname, e))?;
     }
-    if spec.namespaces.net {
-        net::loopback_up()?;
-    }
     // SAFETY: single-threaded, as above.
     match unsafe { nix::unistd::fork() }.map_err(|e| StepError::nix(Step::Fork, e))? {
         nix::unistd::ForkResult::Child => {
-            let err = exec_app(spec, prepared, status);
+            let err = exec_app(spec, &prepared, status);
             let code = match err.errno {
                 Some(libc::ENOENT) if matches!(err.step, Step::Exec(_)) => EXIT_NOT_FOUND,
                 Some(_) if matches!(err.step, Step::Exec(_)) => EXIT_CANNOT_EXECUTE,

@@ -1,18 +1,22 @@
 //! The zygote: one small, single-threaded `pack-confine` process started with the daemon,
-//! which forks a sandbox supervisor for every launch request. Forking it costs a fraction of
-//! forking the (multi-threaded, larger) daemon and exec'ing a helper every time.
+//! which forks a sandbox supervisor for every launch. Forking it costs a fraction of forking
+//! the (multi-threaded, larger) daemon and exec'ing a helper every time.
 //!
 //! Protocol on a `SOCK_SEQPACKET` socket (fd 3), one JSON message per packet:
 //!
-//! - daemon → zygote: [`Request::Launch`] with four descriptors: the app's stdin, stdout,
-//!   stderr and the write end of its status pipe (see [`crate::helper`]);
-//! - daemon → zygote: [`Request::Prepare`]: fork a *slot* now, in the background, that joins
-//!   the given cgroup and waits. A later launch naming the slot skips the join: moving a process
-//!   into a v1 cgroup takes a global lock that waits for an RCU grace period (~10 ms here)
-//!   whenever launches are spaced out, and the slot pays it before anyone waits;
-//! - zygote → daemon: [`Reply::Started`] with a pidfd of the supervisor (signals go through it:
-//!   no pid-reuse race), or [`Reply::Failed`]; later [`Reply::Exited`] with the supervisor's
-//!   exit code (the zygote is its parent and reaps it).
+//! - daemon → zygote: [`Request::Launch`] with five descriptors: the app's stdin, stdout and
+//!   stderr, the write end of its status pipe and of its exit pipe (see [`crate::helper`]);
+//!   answered by [`Reply::Started`] with a pidfd of the supervisor (signals go through it: no
+//!   pid-reuse race), or [`Reply::Failed`];
+//! - daemon → zygote: [`Request::Prepare`]: fork a *slot* now that builds a sandbox's
+//!   [`Frame`] (joins the cgroup, unshares the namespaces, forks the init, stages its mounts)
+//!   and waits. Answered by [`Reply::Prepared`] with the daemon's end of the slot's own socket
+//!   and a pidfd. The daemon later sends the launch ([`Handover`] and the five descriptors)
+//!   straight to the slot. Moving a process into a v1 cgroup takes a global lock that waits for
+//!   an RCU grace period (~10 ms here) when launches are spaced out, and a new network
+//!   namespace costs ~0.4 ms: the slot pays both before anyone waits;
+//! - zygote → daemon: [`Reply::Exited`] with the exit code of a supervisor or slot (the zygote
+//!   is their parent and reaps them).
 //!
 //! The zygote dies with the daemon (parent-death signal), the supervisors with the zygote.
 
@@ -23,7 +27,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use serde::{Deserialize, Serialize};
 
-use crate::helper::{self, EXIT_SETUP_FAILED, STATUS_FD, StatusPipe};
+use crate::helper::{self, EXIT_SETUP_FAILED, Frame, SLOT_FD, Source, close_range};
 use crate::spec::SandboxSpec;
 use crate::steps::signals;
 
@@ -36,24 +40,24 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Request {
-    /// Start `spec`; in the prepared `slot` when it is still there (its cgroup joined).
-    Launch {
-        id: u64,
-        spec: Box<SandboxSpec>,
-        #[serde(default)]
-        slot: Option<u64>,
-    },
-    /// Fork a slot that joins `dirs` and waits for a launch.
-    Prepare {
-        slot: u64,
-        dirs: Vec<std::path::PathBuf>,
-    },
+    /// Start `spec` now.
+    Launch { id: u64, spec: Box<SandboxSpec> },
+    /// Fork a slot that builds `frame` and waits for a [`Handover`].
+    Prepare { id: u64, frame: Frame },
+}
+
+/// The launch a prepared slot waits for, sent by the daemon on the slot's socket with the
+/// five descriptors of [`Request::Launch`]. The spec's frame must be the slot's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Handover {
+    pub spec: Box<SandboxSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reply {
     Started { id: u64, pid: i32 },
+    Prepared { id: u64, pid: i32 },
     Failed { id: u64, error: String },
     Exited { id: u64, code: i32 },
 }
@@ -111,11 +115,6 @@ pub fn recv<T: for<'de> Deserialize<'de>>(
     Ok(Some((value, fds)))
 }
 
-fn close_range(first: u32, last: u32) {
-    // SAFETY: closing descriptors this process owns; nothing refers to them afterwards.
-    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
-}
-
 /// The zygote's loop; returns when the daemon closes the socket.
 pub fn serve(sock: OwnedFd, parent: i32) -> i32 {
     // Whatever the daemon inherited and did not mark close-on-exec stops here.
@@ -139,7 +138,6 @@ pub fn serve(sock: OwnedFd, parent: i32) -> i32 {
     };
     let mut buf = vec![0u8; MAX_MESSAGE];
     let mut running: HashMap<i32, u64> = HashMap::new();
-    let mut slots: HashMap<u64, Slot> = HashMap::new();
     loop {
         let mut fds = [
             libc::pollfd {
@@ -159,20 +157,15 @@ pub fn serve(sock: OwnedFd, parent: i32) -> i32 {
         }
         if fds[1].revents != 0 {
             while sfd.read_signal().ok().flatten().is_some() {}
-            reap(&sock, &mut running, &mut slots);
+            reap(&sock, &mut running);
         }
         if fds[0].revents != 0 {
             match recv::<Request>(sock.as_fd(), &mut buf) {
-                Ok(Some((Request::Launch { id, spec, slot }, fds))) => {
-                    match slot.and_then(|s| slots.remove(&s)) {
-                        Some(slot) => hand_over(&sock, id, *spec, fds, slot, &mut running),
-                        None => launch(&sock, id, &spec, fds, &mut running),
-                    }
+                Ok(Some((Request::Launch { id, spec }, fds))) => {
+                    launch(&sock, id, &spec, fds, &mut running);
                 }
-                Ok(Some((Request::Prepare { slot, dirs }, _))) => {
-                    if let Some(s) = prepare(&sock, &dirs) {
-                        slots.insert(slot, s);
-                    }
+                Ok(Some((Request::Prepare { id, frame }, _))) => {
+                    prepare(&sock, id, &frame, &mut running);
                 }
                 // EOF or a broken socket: the daemon is gone; supervisors die with us.
                 Ok(None) => return 0,
@@ -198,163 +191,105 @@ fn launch(
     fds: Vec<OwnedFd>,
     running: &mut HashMap<i32, u64>,
 ) {
-    let fail = |error: String| {
+    if fds.len() != helper::LAUNCH_FDS.len() {
+        let error = format!(
+            "expected {} descriptors, got {}",
+            helper::LAUNCH_FDS.len(),
+            fds.len()
+        );
         let _ = send(sock.as_fd(), &Reply::Failed { id, error }, &[]);
-    };
-    if fds.len() != 4 {
-        return fail(format!("expected 4 descriptors, got {}", fds.len()));
+        return;
     }
-    // SAFETY: the zygote is single-threaded, so the child may do anything after fork.
-    match unsafe { libc::fork() } {
-        -1 => fail(format!("cannot fork: {}", std::io::Error::last_os_error())),
-        0 => {
-            let code = child(sock, spec, &fds);
-            // SAFETY: leaving the forked child without running the zygote's destructors.
-            unsafe { libc::_exit(code) }
+    let forked = fork_child(sock, move || {
+        // The request's descriptors become 0-2, 4 and 5; nothing else stays open in the
+        // sandbox's processes: not the received copies (the status pipe must reach EOF at the
+        // app's exec), not the zygote's signalfd.
+        if !helper::install_fds(fds) {
+            return EXIT_SETUP_FAILED;
         }
-        pid => {
-            drop(fds);
+        close_range(SLOT_FD as u32, SLOT_FD as u32);
+        close_range(helper::EXIT_FD as u32 + 1, u32::MAX);
+        helper::supervise(&Frame::of(spec), Source::Given(spec))
+    });
+    match forked {
+        Ok(pid) => {
             running.insert(pid, id);
-            // SAFETY: pidfd_open on our own child (not reaped: it is in `running`).
-            let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-            if pidfd < 0 {
-                // Without a pidfd the daemon cannot signal it safely: end it now.
-                // SAFETY: killing our own child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                return fail(format!(
-                    "cannot open a pidfd: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            // SAFETY: a fresh descriptor we own.
-            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-            let _ = send(
-                sock.as_fd(),
-                &Reply::Started { id, pid },
-                &[pidfd.as_raw_fd()],
-            );
+            report(sock, id, pid, Vec::new(), |pid| Reply::Started { id, pid });
+        }
+        Err(error) => {
+            let _ = send(sock.as_fd(), &Reply::Failed { id, error }, &[]);
         }
     }
 }
 
-/// In the forked child: become a supervisor with the request's descriptors as 0–2 and 4.
-fn child(sock: &OwnedFd, spec: &SandboxSpec, fds: &[OwnedFd]) -> i32 {
-    // SAFETY: plain syscalls on descriptors we own; the zygote's socket must not leak into the
-    // sandbox, and the signal mask must start empty (the zygote blocks SIGCHLD).
-    unsafe {
-        libc::close(sock.as_raw_fd());
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        for (fd, to) in fds.iter().zip([0, 1, 2, STATUS_FD]) {
-            if libc::dup2(fd.as_raw_fd(), to) < 0 {
-                return EXIT_SETUP_FAILED;
-            }
-        }
-        // Nothing else stays open in the sandbox's processes: not the received copies (the
-        // status pipe must reach EOF at the app's exec), not the zygote's signalfd.
-        close_range(3, 3);
-        close_range(STATUS_FD as u32 + 1, u32::MAX);
-    }
-    signals::restore(&signals::empty());
-    // SAFETY: STATUS_FD was just set up above.
-    let mut status = unsafe { StatusPipe::from_raw(STATUS_FD) };
-    helper::run(spec, &mut status)
-}
-
-/// Reaps exited supervisors (and slots that died unused) and reports the supervisors.
-fn reap(sock: &OwnedFd, running: &mut HashMap<i32, u64>, slots: &mut HashMap<u64, Slot>) {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid out-pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return;
-        }
-        if let Some(id) = running.remove(&pid) {
-            let code = signals::exit_code(status);
-            let _ = send(sock.as_fd(), &Reply::Exited { id, code }, &[]);
-        }
-        slots.retain(|_, s| s.pid != pid);
-    }
-}
-
-/// A forked process waiting, inside its cgroup, for the spec and descriptors of a launch.
-struct Slot {
-    pid: i32,
-    /// Our end of the slot's socket.
-    sock: OwnedFd,
-}
-
-/// Forks a slot: it joins `dirs`, then waits for one [`Request::Launch`] on its own socket.
-fn prepare(sock: &OwnedFd, dirs: &[std::path::PathBuf]) -> Option<Slot> {
+/// Forks a slot that builds `frame` and waits for its launch on its own socket.
+fn prepare(sock: &OwnedFd, id: u64, frame: &Frame, running: &mut HashMap<i32, u64>) {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-    let (ours, theirs) = socketpair(
+    let pair = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
         None,
         SockFlag::SOCK_CLOEXEC,
-    )
-    .ok()?;
+    );
+    let (ours, theirs) = match pair {
+        Ok(pair) => pair,
+        Err(e) => {
+            let error = format!("cannot make a socket for a sandbox slot: {e}");
+            let _ = send(sock.as_fd(), &Reply::Failed { id, error }, &[]);
+            return;
+        }
+    };
+    let forked = fork_child(sock, || {
+        // SAFETY: dup2 onto the slot's descriptor number; the zygote's socket, which had it,
+        // is already closed.
+        if unsafe { libc::dup2(theirs.as_raw_fd(), SLOT_FD) } < 0 {
+            return EXIT_SETUP_FAILED;
+        }
+        close_range(SLOT_FD as u32 + 1, u32::MAX);
+        helper::supervise(frame, Source::Slot)
+    });
+    drop(theirs);
+    match forked {
+        Ok(pid) => {
+            running.insert(pid, id);
+            report(sock, id, pid, vec![ours], |pid| Reply::Prepared { id, pid });
+        }
+        Err(error) => {
+            let _ = send(sock.as_fd(), &Reply::Failed { id, error }, &[]);
+        }
+    }
+}
+
+/// Forks a child that drops the zygote's socket and signal mask, dies with the zygote and
+/// runs `body`; the child's pid.
+fn fork_child(sock: &OwnedFd, body: impl FnOnce() -> i32) -> Result<i32, String> {
     // SAFETY: the zygote is single-threaded, so the child may do anything after fork.
     match unsafe { libc::fork() } {
-        -1 => None,
+        -1 => Err(format!("cannot fork: {}", std::io::Error::last_os_error())),
         0 => {
+            // SAFETY: plain syscalls; the zygote's socket must not leak into the sandbox.
+            unsafe {
+                libc::close(sock.as_raw_fd());
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            }
+            // The zygote blocks SIGCHLD; a sandbox starts with an empty mask.
+            signals::restore(&signals::empty());
+            let code = body();
             // SAFETY: leaving the forked child without running the zygote's destructors.
-            unsafe { libc::_exit(slot_main(sock, ours, theirs, dirs)) }
-        }
-        pid => Some(Slot { pid, sock: ours }),
-    }
-}
-
-fn slot_main(zygote: &OwnedFd, ours: OwnedFd, theirs: OwnedFd, dirs: &[std::path::PathBuf]) -> i32 {
-    // SAFETY: closing descriptors of the zygote this child must not keep.
-    unsafe {
-        libc::close(zygote.as_raw_fd());
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-    }
-    drop(ours);
-    if crate::cgroup::join(dirs).is_err() {
-        return EXIT_SETUP_FAILED;
-    }
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    match recv::<Request>(theirs.as_fd(), &mut buf) {
-        Ok(Some((Request::Launch { spec, .. }, fds))) => {
-            // Already in the cgroup: joining again would take the slow lock for nothing.
-            let mut spec = *spec;
-            spec.cgroup = None;
-            let code = child(&theirs, &spec, &fds);
-            // `child` closed every descriptor but 0-2 and 4: leave without dropping ours.
-            // SAFETY: ending the forked slot.
             unsafe { libc::_exit(code) }
         }
-        _ => 0,
+        pid => Ok(pid),
     }
 }
 
-/// Gives a launch to a prepared slot; falls back to a fresh fork if the slot is gone.
-fn hand_over(
+/// Replies with a pidfd of `pid` after `extra` (killing it if no pidfd can be had).
+fn report(
     sock: &OwnedFd,
     id: u64,
-    spec: SandboxSpec,
-    fds: Vec<OwnedFd>,
-    slot: Slot,
-    running: &mut HashMap<i32, u64>,
+    pid: i32,
+    extra: Vec<OwnedFd>,
+    reply: impl FnOnce(i32) -> Reply,
 ) {
-    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let request = Request::Launch {
-        id,
-        spec: Box::new(spec.clone()),
-        slot: None,
-    };
-    if send(slot.sock.as_fd(), &request, &raw).is_err() {
-        return launch(sock, id, &spec, fds, running);
-    }
-    drop(fds);
-    running.insert(slot.pid, id);
-    report_started(sock, id, slot.pid);
-}
-
-/// Replies `Started` with a pidfd of `pid` (killing it if no pidfd can be had).
-fn report_started(sock: &OwnedFd, id: u64, pid: i32) {
     // SAFETY: pidfd_open on our own child (not reaped: the caller tracks it).
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if pidfd < 0 {
@@ -367,9 +302,23 @@ fn report_started(sock: &OwnedFd, id: u64, pid: i32) {
     }
     // SAFETY: a fresh descriptor we own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-    let _ = send(
-        sock.as_fd(),
-        &Reply::Started { id, pid },
-        &[pidfd.as_raw_fd()],
-    );
+    let mut raw: Vec<RawFd> = extra.iter().map(AsRawFd::as_raw_fd).collect();
+    raw.push(pidfd.as_raw_fd());
+    let _ = send(sock.as_fd(), &reply(pid), &raw);
+}
+
+/// Reaps exited supervisors and slots and reports them.
+fn reap(sock: &OwnedFd, running: &mut HashMap<i32, u64>) {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return;
+        }
+        if let Some(id) = running.remove(&pid) {
+            let code = signals::exit_code(status);
+            let _ = send(sock.as_fd(), &Reply::Exited { id, code }, &[]);
+        }
+    }
 }

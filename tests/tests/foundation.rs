@@ -304,6 +304,49 @@ fn run_passes_stdio_exit_status_and_signals() {
     assert_eq!(child.wait().unwrap().code(), Some(130));
 }
 
+/// Launches at once: the first may take the prepared spare sandbox, the others are built from
+/// scratch; each gets its own sandbox, output and status.
+#[test]
+fn concurrent_runs_each_get_their_own_sandbox() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    env.install(&tools(&env));
+    let script = |n: i32| {
+        format!(
+            "echo run-{n} pid-$$ top-$(ls -d /proc/[0-9]* | cut -d/ -f3 | sort -n | tail -n 1); exit {n}"
+        )
+    };
+    let children: Vec<_> = (1..=8)
+        .map(|n| {
+            env.cmd()
+                .args(["run", "tools.sh", "-c", &script(n)])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (n, child) in (1..=8).zip(children) {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(n),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // pid 1 is the sandbox's init, the shell pid 2, and the only other processes are the
+        // shell's own few: no other sandbox's processes are visible.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let top: u32 = stdout
+            .trim()
+            .strip_prefix(&format!("run-{n} pid-2 top-"))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected output {stdout:?}"));
+        assert!(top < 10, "{stdout}");
+    }
+}
+
 #[test]
 fn the_sandbox_sees_the_base_its_pack_and_nothing_else() {
     require_root!();

@@ -12,10 +12,9 @@ use crate::sys::{Kind, Sys};
 
 const NOSUID_NODEV: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
 
-/// Makes every mount private, so nothing done here propagates back to the host, and binds the
-/// new root onto itself read-only (pivot_root needs a mount point).
-pub fn prepare_root(sys: &dyn Sys, root: &Path) -> Result<(), StepError> {
-    let step = |e: io::Error| StepError::io(Step::PrepareRoot, e);
+/// Makes every mount of the new namespace private, so nothing done in it propagates back to
+/// the host. Needs no spec: a prepared sandbox does it before its launch arrives.
+pub fn make_private(sys: &dyn Sys) -> Result<(), StepError> {
     sys.mount(
         None,
         Path::new("/"),
@@ -23,7 +22,13 @@ pub fn prepare_root(sys: &dyn Sys, root: &Path) -> Result<(), StepError> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None,
     )
-    .map_err(step)?;
+    .map_err(|e| StepError::io(Step::PrepareRoot, e))
+}
+
+/// Binds the new root onto itself read-only (pivot_root needs a mount point). Call after
+/// [`make_private`].
+pub fn prepare_root(sys: &dyn Sys, root: &Path) -> Result<(), StepError> {
+    let step = |e: io::Error| StepError::io(Step::PrepareRoot, e);
     sys.mount(Some(root), root, None, MsFlags::MS_BIND, None)
         .map_err(step)?;
     sys.mount(
@@ -354,6 +359,7 @@ mod tests {
                 target: "/proc".into(),
             },
         ];
+        make_private(&sys).unwrap();
         prepare_root(&sys, Path::new("/r")).unwrap();
         apply(&sys, Path::new("/r"), &ops).unwrap();
         pivot(&sys, Path::new("/r")).unwrap();

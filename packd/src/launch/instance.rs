@@ -10,9 +10,10 @@ use confine::cgroup::Cgroup;
 use confine::{Report, SandboxSpec};
 use packfmt::meta::Confinement;
 use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 
-use super::zygote::Started;
+use super::zygote::{Slot, Started};
 
 use super::{AppRef, Context, Invocation, Resolved};
 use crate::daemon::Daemon;
@@ -119,6 +120,7 @@ impl Prepared {
         let mut running = Running {
             pidfd: None,
             exited: None,
+            exit_pipe: None,
             code: None,
             cgroup,
             label: format!("{}.{}", r.name, r.app),
@@ -132,9 +134,10 @@ impl Prepared {
             }
         };
         match spawn(d, spec, stdio, slot).await {
-            Ok((started, report)) => {
+            Ok((started, exit_pipe, report)) => {
                 running.pidfd = Some(started.pidfd);
                 running.exited = Some(started.exited);
+                running.exit_pipe = Some(exit_pipe);
                 running.report = report;
                 tracing::debug!(app = %running.label, pid = started.pid, ?running.report, "started");
                 Ok(running)
@@ -153,7 +156,10 @@ impl Prepared {
 /// A confined app that is running.
 pub struct Running {
     pidfd: Option<OwnedFd>,
+    /// The supervisor's status, from the zygote: the app's, once the namespaces are gone.
     exited: Option<oneshot::Receiver<i32>>,
+    /// The app's status, from the sandbox's init, the moment the app exits.
+    exit_pipe: Option<pipe::Receiver>,
     code: Option<i32>,
     cgroup: Option<Cgroup>,
     pub label: String,
@@ -166,6 +172,18 @@ impl Running {
     pub async fn wait(&mut self) -> i32 {
         if let Some(code) = self.code {
             return code;
+        }
+        if let Some(p) = self.exit_pipe.as_mut() {
+            // Four bytes in one pipe write: a read gets all of them or none (EOF when the init
+            // died without a word); a read is cancel-safe, so `wait` may be raced in select!.
+            let mut buf = [0u8; 4];
+            let n = p.read(&mut buf).await.unwrap_or(0);
+            self.exit_pipe = None;
+            if n == buf.len() {
+                let code = i32::from_le_bytes(buf);
+                self.code = Some(code);
+                return code;
+            }
         }
         let code = match self.exited.as_mut() {
             Some(rx) => rx.await.unwrap_or(EXIT_NOT_STARTED),
@@ -198,7 +216,11 @@ impl Running {
     pub async fn cleanup(mut self) {
         if self.code.is_none() && self.exited.is_some() {
             self.signal(libc::SIGKILL);
-            self.wait().await;
+        }
+        // The app's status may have come early, from the init; the supervisor goes once the
+        // namespaces are torn down.
+        if let Some(exited) = self.exited.take() {
+            let _ = exited.await;
         }
         if let Some(cg) = self.cgroup.take() {
             let label = self.label.clone();
@@ -215,26 +237,36 @@ impl Running {
 
 type SpawnError = (String, i32, Option<oneshot::Receiver<i32>>);
 
-/// Hands the spec to the zygote and waits for the app's exec (EOF on the status pipe).
+/// Starts the spec in the prepared `slot` when it can take it, else through the zygote, and
+/// waits for the app's exec (EOF on the status pipe).
 async fn spawn(
     d: &Daemon,
     spec: SandboxSpec,
     stdio: Stdio3,
-    slot: Option<u64>,
-) -> std::result::Result<(Started, Report), SpawnError> {
+    slot: Option<Slot>,
+) -> std::result::Result<(Started, pipe::Receiver, Report), SpawnError> {
     let internal = |e: String| (e, EXIT_NOT_STARTED, None);
-    let (status_r, status_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| internal(e.to_string()))?;
-    let fds = vec![stdio.stdin, stdio.stdout, stdio.stderr, status_w];
-    let started = d.zygote.launch(spec, fds, slot).await.map_err(internal)?;
-    let mut status = tokio::net::unix::pipe::Receiver::from_owned_fd(status_r)
-        .map_err(|e| internal(e.to_string()))?;
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+    let (status_r, status_w) = nix::unistd::pipe2(cloexec).map_err(|e| internal(e.to_string()))?;
+    let (exit_r, exit_w) = nix::unistd::pipe2(cloexec).map_err(|e| internal(e.to_string()))?;
+    let fds = vec![stdio.stdin, stdio.stdout, stdio.stderr, status_w, exit_w];
+    let handed = match slot {
+        Some(slot) => slot.hand_over(spec, fds),
+        None => Err((spec, fds)),
+    };
+    let started = match handed {
+        Ok(started) => started,
+        Err((spec, fds)) => d.zygote.launch(spec, fds).await.map_err(internal)?,
+    };
+    let exit_pipe = pipe::Receiver::from_owned_fd(exit_r).map_err(|e| internal(e.to_string()))?;
+    let mut status =
+        pipe::Receiver::from_owned_fd(status_r).map_err(|e| internal(e.to_string()))?;
     let mut bytes = Vec::new();
     if let Err(e) = status.read_to_end(&mut bytes).await {
         return Err((e.to_string(), EXIT_NOT_STARTED, Some(started.exited)));
     }
     match confine::parse_status(&bytes) {
-        Ok(report) => Ok((started, report)),
+        Ok(report) => Ok((started, exit_pipe, report)),
         Err(step) => {
             let code = started.exited.await.unwrap_or(EXIT_NOT_STARTED);
             let code = if code == 0 { EXIT_NOT_STARTED } else { code };

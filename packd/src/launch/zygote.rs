@@ -1,13 +1,14 @@
 //! The daemon's end of the zygote (see `confine::zygote`): one task owns the launch socket,
-//! sends launch requests, and routes the replies (started, failed, exited) to whoever waits.
-//! A zygote that dies is started again at the next launch.
+//! sends launch and prepare requests, and routes the replies (started, prepared, failed,
+//! exited) to whoever waits. A zygote that dies is started again at the next request.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use confine::SandboxSpec;
-use confine::zygote::{MAX_MESSAGE, Reply, Request, recv, send};
+use confine::helper::Frame;
+use confine::zygote::{Handover, MAX_MESSAGE, Reply, Request, recv, send};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -21,16 +22,50 @@ pub struct Started {
     pub exited: oneshot::Receiver<i32>,
 }
 
+/// A prepared slot: a sandbox whose frame (cgroup, namespaces) is built, waiting for a spec.
+/// Dropping it closes its socket, and the slot exits.
+pub struct Slot {
+    pub frame: Frame,
+    sock: OwnedFd,
+    started: Started,
+}
+
+impl Slot {
+    /// Starts `spec` in this slot with `fds` (stdin, stdout, stderr, status pipe, exit pipe).
+    /// Gives everything back when the slot cannot take it (it died, or its frame differs).
+    #[allow(clippy::result_large_err)]
+    pub fn hand_over(
+        self,
+        spec: SandboxSpec,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Started, (SandboxSpec, Vec<OwnedFd>)> {
+        if Frame::of(&spec) != self.frame {
+            return Err((spec, fds));
+        }
+        let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let msg = Handover {
+            spec: Box::new(spec),
+        };
+        // The slot's socket is blocking and empty: one packet of a few KiB never waits.
+        match send(self.sock.as_fd(), &msg, &raw) {
+            Ok(()) => Ok(self.started),
+            Err(e) => {
+                tracing::debug!(error = %e, "a prepared sandbox slot is gone");
+                Err((*msg.spec, fds))
+            }
+        }
+    }
+}
+
 enum Outgoing {
     Launch {
         spec: Box<SandboxSpec>,
         fds: Vec<OwnedFd>,
-        slot: Option<u64>,
-        started: oneshot::Sender<Result<Started, String>>,
+        reply: oneshot::Sender<Result<(Started, Vec<OwnedFd>), String>>,
     },
     Prepare {
-        slot: u64,
-        dirs: Vec<PathBuf>,
+        frame: Frame,
+        reply: oneshot::Sender<Result<(Started, Vec<OwnedFd>), String>>,
     },
 }
 
@@ -49,29 +84,41 @@ impl Zygote {
         })
     }
 
-    /// Asks the zygote to start `spec` with `fds` (stdin, stdout, stderr, status pipe), in the
-    /// prepared `slot` if it is still there.
-    pub async fn launch(
-        &self,
-        spec: SandboxSpec,
-        fds: Vec<OwnedFd>,
-        slot: Option<u64>,
-    ) -> Result<Started, String> {
-        let (started, rx) = oneshot::channel();
+    /// Asks the zygote to start `spec` with `fds` (stdin, stdout, stderr, status pipe, exit
+    /// pipe).
+    pub async fn launch(&self, spec: SandboxSpec, fds: Vec<OwnedFd>) -> Result<Started, String> {
+        let (reply, rx) = oneshot::channel();
         self.send(Outgoing::Launch {
             spec: Box::new(spec),
             fds,
-            slot,
-            started,
+            reply,
         })
         .await?;
-        rx.await
-            .map_err(|_| "the sandbox helper stopped before starting the app".to_string())?
+        let (started, _) = rx
+            .await
+            .map_err(|_| "the sandbox helper stopped before starting the app".to_string())??;
+        Ok(started)
     }
 
-    /// Asks the zygote to fork a slot that joins `dirs` (the cgroup of a future launch).
-    pub async fn prepare(&self, slot: u64, dirs: Vec<PathBuf>) -> Result<(), String> {
-        self.send(Outgoing::Prepare { slot, dirs }).await
+    /// Asks the zygote for a slot that builds `frame` now and takes a spec later.
+    pub async fn prepare(&self, frame: Frame) -> Result<Slot, String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Outgoing::Prepare {
+            frame: frame.clone(),
+            reply,
+        })
+        .await?;
+        let (started, mut fds) = rx
+            .await
+            .map_err(|_| "the sandbox helper stopped before preparing a slot".to_string())??;
+        let sock = fds
+            .pop()
+            .ok_or_else(|| "the sandbox helper sent no slot socket".to_string())?;
+        Ok(Slot {
+            frame,
+            sock,
+            started,
+        })
     }
 
     async fn send(&self, mut out: Outgoing) -> Result<(), String> {
@@ -121,20 +168,19 @@ async fn run(
     mut child: std::process::Child,
 ) {
     let mut next_id = 0u64;
-    let mut starting: HashMap<u64, oneshot::Sender<Result<Started, String>>> = HashMap::new();
+    type Waiting = oneshot::Sender<Result<(Started, Vec<OwnedFd>), String>>;
+    let mut starting: HashMap<u64, Waiting> = HashMap::new();
     let mut exits: HashMap<u64, oneshot::Sender<i32>> = HashMap::new();
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         tokio::select! {
             out = rx.recv() => {
                 let Some(out) = out else { break };
-                let (request, fds, started) = match out {
-                    Outgoing::Launch { spec, fds, slot, started } => {
-                        next_id += 1;
-                        let request = Request::Launch { id: next_id, spec, slot };
-                        (request, fds, Some(started))
-                    }
-                    Outgoing::Prepare { slot, dirs } => (Request::Prepare { slot, dirs }, Vec::new(), None),
+                next_id += 1;
+                let id = next_id;
+                let (request, fds, reply) = match out {
+                    Outgoing::Launch { spec, fds, reply } => (Request::Launch { id, spec }, fds, reply),
+                    Outgoing::Prepare { frame, reply } => (Request::Prepare { id, frame }, Vec::new(), reply),
                 };
                 let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
                 let sent = sock
@@ -142,27 +188,25 @@ async fn run(
                     .await;
                 // Our copies go now: the zygote holds its own.
                 drop(fds);
-                match (sent, started) {
-                    (Ok(()), Some(started)) => {
-                        starting.insert(next_id, started);
+                match sent {
+                    Ok(()) => {
+                        starting.insert(id, reply);
                     }
-                    (Ok(()), None) => {}
-                    (Err(e), started) => {
-                        if let Some(started) = started {
-                            let _ = started.send(Err(format!("cannot reach the sandbox helper: {e}")));
-                        }
+                    Err(e) => {
+                        let _ = reply.send(Err(format!("cannot reach the sandbox helper: {e}")));
                         break;
                     }
                 }
             }
             reply = sock.async_io(Interest::READABLE, |fd| recv::<Reply>(fd.as_fd(), &mut buf)) => {
                 match reply {
-                    Ok(Some((Reply::Started { id, pid }, mut fds))) => {
-                        let (exit_tx, exit_rx) = oneshot::channel();
+                    Ok(Some((Reply::Started { id, pid } | Reply::Prepared { id, pid }, mut fds))) => {
+                        // The pidfd comes last, after a slot's socket.
                         let result = match fds.pop() {
                             Some(pidfd) => {
+                                let (exit_tx, exited) = oneshot::channel();
                                 exits.insert(id, exit_tx);
-                                Ok(Started { pid, pidfd, exited: exit_rx })
+                                Ok((Started { pid, pidfd, exited }, fds))
                             }
                             None => Err("the sandbox helper sent no pidfd".to_string()),
                         };
