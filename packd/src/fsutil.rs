@@ -86,7 +86,12 @@ pub fn remove_dir_if_empty(path: &Path) -> io::Result<()> {
 /// An existing symlink at `path` is an error, not something to follow.
 pub fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     match fs::symlink_metadata(path) {
-        Ok(md) if md.is_dir() => {}
+        Ok(md) if md.is_dir() => {
+            // Already right (the common case, and the only one a read-only mount allows).
+            if md.permissions().mode() & 0o7777 == mode {
+                return Ok(());
+            }
+        }
         Ok(md) if md.file_type().is_symlink() => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,

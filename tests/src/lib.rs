@@ -363,6 +363,14 @@ impl Drop for Env {
         }
         self.remove_cgroups();
         unmount_under(&self.root);
+        // A crash anywhere in packd or its helpers fails the test that saw it (unless the
+        // test is failing already).
+        let log = self.log();
+        if !std::thread::panicking()
+            && (log.contains("panicked at") || log.contains("fatal runtime error"))
+        {
+            panic!("packd or its sandbox helper crashed:\n{log}");
+        }
     }
 }
 

@@ -52,9 +52,14 @@ pub fn apply(spec: &LandlockSpec) -> Result<Enforcement, StepError> {
         .map_err(err)?
         .create()
         .map_err(err)?;
+    let file_only = AccessFs::from_file(abi);
     for (paths, access) in [(&spec.read, read), (&spec.write, all)] {
         for path in paths {
             let fd = PathFd::new(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+            // A file (a device node) takes only the rights that apply to files; offering the
+            // directory ones would make the whole ruleset report itself partly enforced.
+            let is_dir = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(true);
+            let access = if is_dir { access } else { access & file_only };
             created = created
                 .add_rule(PathBeneath::new(fd, access))
                 .map_err(err)?;
