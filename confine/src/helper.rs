@@ -22,7 +22,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, FromRawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::sched::CloneFlags;
@@ -38,6 +38,10 @@ use crate::sys::LinuxSys;
 pub const SLOT_FD: i32 = 3;
 /// The descriptor step errors are written to.
 pub const STATUS_FD: i32 = 4;
+/// The descriptor a launch's mount template is put on, when it comes with one.
+pub const TEMPLATE_FD: i32 = 6;
+/// The descriptor the pack's network namespace is put on, when it comes with the launch.
+pub const NET_FD: i32 = 7;
 /// The descriptor the init writes the app's exit status to (four bytes, little-endian) the
 /// moment the app exits: the daemon need not wait for the namespaces to be torn down.
 pub const EXIT_FD: i32 = 5;
@@ -136,9 +140,12 @@ impl Frame {
 
 /// Where the init gets its spec and descriptors.
 pub enum Source<'a> {
-    /// Already here: the spec in memory, the descriptors on 0–2, [`STATUS_FD`] and
-    /// [`EXIT_FD`].
-    Given(&'a SandboxSpec),
+    /// Already here: the spec in memory, the descriptors in place (see [`take_launch_fds`]),
+    /// and the pack's network namespace if one came.
+    Given {
+        spec: &'a SandboxSpec,
+        net: Option<OwnedFd>,
+    },
     /// Later, as one [`crate::zygote::Handover`] on [`SLOT_FD`].
     Slot,
 }
@@ -154,7 +161,7 @@ pub fn supervise(frame: &Frame, source: Source<'_>) -> i32 {
         .and_then(|()| unsafe { nix::unistd::fork() }.map_err(|e| StepError::nix(Step::Fork, e)));
     match forked {
         Ok(nix::unistd::ForkResult::Child) => {
-            let code = init(frame, &source, &saved_mask);
+            let code = init(frame, source, &saved_mask);
             // SAFETY: leaving the forked child without running the parent's destructors.
             unsafe { libc::_exit(code) }
         }
@@ -167,7 +174,7 @@ pub fn supervise(frame: &Frame, source: Source<'_>) -> i32 {
         Err(e) => {
             match source {
                 // SAFETY: STATUS_FD is the launch's status pipe (or closed).
-                Source::Given(_) => unsafe { StatusPipe::from_raw(STATUS_FD) }.report(&e),
+                Source::Given { .. } => unsafe { StatusPipe::from_raw(STATUS_FD) }.report(&e),
                 Source::Slot => eprintln!("pack-confine: cannot prepare a sandbox: {e}"),
             }
             EXIT_SETUP_FAILED
@@ -185,41 +192,37 @@ fn enter_frame(frame: &Frame) -> Result<(), StepError> {
         .map_err(|e| StepError::nix(Step::Namespaces, e))
 }
 
-/// Work of the init that needs no spec: loopback up. (The mount namespace is not made here:
-/// a copy taken now would miss packs mounted on the host until the launch.)
-fn stage(frame: &Frame) -> Result<(), StepError> {
-    if frame.namespaces.net {
-        net::loopback_up()?;
-    }
-    Ok(())
-}
-
-/// The init (pid 1 of the new pid namespace): stage what needs no spec, get the spec, build
-/// the file system, fork the app, forward signals, reap; report the app's status on
-/// [`EXIT_FD`] as soon as it is known, before the namespaces are torn down.
-fn init(frame: &Frame, source: &Source<'_>, saved_mask: &libc::sigset_t) -> i32 {
+/// The init (pid 1 of the new pid namespace): get the spec, enter the network, build the file
+/// system, fork the app, forward signals, reap; report the app's status on [`EXIT_FD`] as soon
+/// as it is known, before the namespaces are torn down.
+fn init(frame: &Frame, source: Source<'_>, saved_mask: &libc::sigset_t) -> i32 {
     // Die with the supervisor; the kernel then kills everything in the pid namespace.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    let staged = stage(frame);
     let received;
-    let spec = match source {
-        Source::Given(spec) => *spec,
-        Source::Slot => match receive() {
-            Some(spec) => {
-                received = spec;
-                &received
+    let (spec, mounting, net) = match source {
+        Source::Given { spec, net } => (spec, Mounting::Private, net),
+        Source::Slot => {
+            // SAFETY: SLOT_FD is the slot's socket by the protocol; borrowed for one send.
+            let sock = unsafe { BorrowedFd::borrow_raw(SLOT_FD) };
+            // A daemon that is gone shows at the receive.
+            let _ = crate::zygote::send(sock, &crate::zygote::SlotReady {}, &[]);
+            match receive() {
+                Some((spec, mounting, net)) => {
+                    received = spec;
+                    (&received, mounting, net)
+                }
+                // The daemon let the slot go unused.
+                None => return 0,
             }
-            // The daemon let the slot go unused.
-            None => return 0,
-        },
+        }
     };
     // SAFETY: STATUS_FD is the launch's status pipe by the protocol (or closed).
     let mut status = unsafe { StatusPipe::from_raw(STATUS_FD) };
     let exit = ExitPipe::take();
-    let result = staged
-        .and_then(|()| check_frame(frame, spec))
-        .and_then(|()| build(spec, &mut status, saved_mask));
+    let result = check_frame(frame, spec)
+        .and_then(|()| enter_network(frame, net))
+        .and_then(|()| build(spec, mounting, &mut status, saved_mask));
     match result {
         Ok(code) => {
             exit.send(code);
@@ -232,44 +235,142 @@ fn init(frame: &Frame, source: &Source<'_>, saved_mask: &libc::sigset_t) -> i32 
     }
 }
 
-/// A slot's launch: the spec and the descriptors, moved to 0–2, [`STATUS_FD`] and [`EXIT_FD`];
-/// nothing else stays open. `None` when the daemon closed the slot instead.
-fn receive() -> Option<SandboxSpec> {
+/// The pack's network namespace when the daemon sent one (the pack's apps share its
+/// loopback); else, when the frame wants a private network, a new one with loopback up.
+fn enter_network(frame: &Frame, net: Option<OwnedFd>) -> Result<(), StepError> {
+    match net {
+        Some(ns) => nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| StepError::nix(Step::Namespaces, e)),
+        None if frame.namespaces.net => {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| StepError::nix(Step::Namespaces, e))?;
+            net::loopback_up()
+        }
+        None => Ok(()),
+    }
+}
+
+/// How the init gets the file system `mounts` describe.
+enum Mounting {
+    /// Build it for this launch only.
+    Private,
+    /// Build it and send its mount namespace to the daemon on this socket, as a template.
+    Build(OwnedFd),
+    /// Copy this template mount namespace instead of building.
+    Join(OwnedFd),
+}
+
+/// A slot's launch: the spec, its descriptors in place (see [`take_launch_fds`]), how to get
+/// the file system and the pack's network namespace. `None` when the daemon closed the slot
+/// instead.
+fn receive() -> Option<(SandboxSpec, Mounting, Option<OwnedFd>)> {
+    use crate::zygote::{Handover, Template};
     // SAFETY: SLOT_FD is the slot's socket by the protocol; we own it from here on.
-    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(SLOT_FD) };
+    let sock = unsafe { OwnedFd::from_raw_fd(SLOT_FD) };
     let mut buf = vec![0u8; crate::zygote::MAX_MESSAGE];
-    let (handover, fds) =
-        match crate::zygote::recv::<crate::zygote::Handover>(sock.as_fd(), &mut buf) {
-            Ok(Some(got)) => got,
-            Ok(None) => return None,
-            Err(e) => {
-                eprintln!("pack-confine: a bad launch for a prepared sandbox: {e}");
-                return None;
-            }
-        };
-    if fds.len() != LAUNCH_FDS.len() {
-        eprintln!(
-            "pack-confine: a launch with {} descriptors instead of {}",
+    let (handover, fds) = match crate::zygote::recv::<Handover>(sock.as_fd(), &mut buf) {
+        Ok(Some(got)) => got,
+        Ok(None) => return None,
+        Err(e) => {
+            eprintln!("pack-confine: a bad launch for a prepared sandbox: {e}");
+            return None;
+        }
+    };
+    // The socket stays open through the descriptor shuffle; it is dropped (closed) below
+    // unless a template is to go back on it.
+    let extras = match take_launch_fds(
+        fds,
+        handover.template == Template::Join,
+        handover.net,
+        Some(SLOT_FD),
+    ) {
+        Ok(extras) => extras,
+        Err(e) => {
+            eprintln!("pack-confine: {e}");
+            return None;
+        }
+    };
+    let mounting = match (handover.template, extras.template) {
+        (Template::Join, Some(ns)) => Mounting::Join(ns),
+        (Template::Build, _) => Mounting::Build(sock),
+        _ => Mounting::Private,
+    };
+    Some((*handover.spec, mounting, extras.net))
+}
+
+/// The descriptors a launch brings beyond [`LAUNCH_FDS`].
+pub struct Extras {
+    /// A mount template to copy, on [`TEMPLATE_FD`].
+    pub template: Option<OwnedFd>,
+    /// The pack's network namespace, on [`NET_FD`].
+    pub net: Option<OwnedFd>,
+}
+
+/// Puts a launch's descriptors in place: the five of [`LAUNCH_FDS`], then (in this order, when
+/// present) a mount template on [`TEMPLATE_FD`] and a network namespace on [`NET_FD`]. Every
+/// other descriptor from 3 up is closed, except `keep`.
+pub fn take_launch_fds(
+    fds: Vec<OwnedFd>,
+    template: bool,
+    net: bool,
+    keep: Option<i32>,
+) -> Result<Extras, String> {
+    let mut targets = LAUNCH_FDS.to_vec();
+    if template {
+        targets.push(TEMPLATE_FD);
+    }
+    if net {
+        targets.push(NET_FD);
+    }
+    if fds.len() != targets.len() {
+        return Err(format!(
+            "a launch came with {} descriptors instead of {}",
             fds.len(),
-            LAUNCH_FDS.len()
-        );
-        return None;
+            targets.len()
+        ));
     }
-    drop(sock);
-    if !install_fds(fds) {
-        return None;
+    if !install_fds(fds, &targets) {
+        return Err(format!(
+            "cannot move a launch's descriptors in place: {}",
+            std::io::Error::last_os_error()
+        ));
     }
-    close_range(EXIT_FD as u32 + 1, u32::MAX);
-    Some(*handover.spec)
+    let mut open: Vec<i32> = targets.clone();
+    open.extend(keep);
+    close_all_but(&open);
+    // SAFETY: the descriptors were just put on these numbers, and are ours.
+    let own = |fd: i32| unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(Extras {
+        template: template.then(|| own(TEMPLATE_FD)),
+        net: net.then(|| own(NET_FD)),
+    })
+}
+
+/// Closes every descriptor from 3 up except those in `keep`.
+fn close_all_but(keep: &[i32]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|fd| **fd >= 3)
+        .map(|fd| *fd as u32)
+        .collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for fd in keep {
+        if fd > from {
+            close_range(from, fd - 1);
+        }
+        from = from.max(fd + 1);
+    }
+    close_range(from, u32::MAX);
 }
 
 /// The descriptors of a launch, in the order they are sent: stdin, stdout, stderr, the status
 /// pipe and the exit pipe.
 pub const LAUNCH_FDS: [i32; 5] = [0, 1, 2, STATUS_FD, EXIT_FD];
 
-/// Moves `fds` onto [`LAUNCH_FDS`] (whatever numbers they had; the originals are closed);
-/// false when one cannot be.
-pub fn install_fds(fds: Vec<std::os::fd::OwnedFd>) -> bool {
+/// Moves `fds` onto `targets`, in order (whatever numbers they had; the originals are
+/// closed); false when one cannot be.
+fn install_fds(fds: Vec<OwnedFd>, targets: &[i32]) -> bool {
     use std::os::fd::AsRawFd;
     // Out of the way first, so no move overwrites a descriptor that is still to be moved.
     let high: Vec<i32> = fds
@@ -279,10 +380,11 @@ pub fn install_fds(fds: Vec<std::os::fd::OwnedFd>) -> bool {
         .collect();
     drop(fds);
     let mut ok = high.iter().all(|fd| *fd >= 0);
-    for (fd, to) in high.iter().zip(LAUNCH_FDS) {
+    for (fd, to) in high.iter().zip(targets) {
         // SAFETY: dup2 onto a descriptor number this process reserves for the launch (the
-        // copy loses close-on-exec; the status and exit pipes set it again when taken).
-        ok = ok && unsafe { libc::dup2(*fd, to) } >= 0;
+        // copy loses close-on-exec; each is set close-on-exec again when taken, and the app
+        // marks every descriptor but 0-2 close-on-exec before its exec).
+        ok = ok && unsafe { libc::dup2(*fd, *to) } >= 0;
     }
     for fd in high.into_iter().filter(|fd| *fd >= 0) {
         // SAFETY: closing the temporary copies made above.
@@ -330,14 +432,14 @@ impl ExitPipe {
     }
 }
 
-/// The namespaces the supervisor unshares; the mount namespace comes later, in the init.
+/// The namespaces the supervisor unshares; the mount and network namespaces come later, in the
+/// init (a copy of the host's mounts as they are at the launch; the pack's network).
 fn clone_flags(ns: &crate::spec::Namespaces) -> CloneFlags {
     let mut flags = CloneFlags::empty();
     for (on, flag) in [
         (ns.pid, CloneFlags::CLONE_NEWPID),
         (ns.ipc, CloneFlags::CLONE_NEWIPC),
         (ns.uts, CloneFlags::CLONE_NEWUTS),
-        (ns.net, CloneFlags::CLONE_NEWNET),
         (ns.cgroup, CloneFlags::CLONE_NEWCGROUP),
     ] {
         if on {
@@ -353,9 +455,11 @@ struct Prepared {
     seccomp: Option<Profile>,
 }
 
-/// Build the file system, fork the app, forward signals, reap; the app's status.
+/// Build the file system (or copy a template of it), fork the app, forward signals, reap; the
+/// app's status.
 fn build(
     spec: &SandboxSpec,
+    mounting: Mounting,
     status: &mut StatusPipe,
     saved_mask: &libc::sigset_t,
 ) -> Result<i32, StepError> {
@@ -370,13 +474,38 @@ fn build(
         seccomp,
     };
     let sys = LinuxSys;
-    // The host's mounts as they are now, private to the sandbox from here on.
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
-        .map_err(|e| StepError::nix(Step::Namespaces, e))?;
-    mounts::make_private(&sys)?;
-    mounts::prepare_root(&sys, &spec.root)?;
-    mounts::apply(&sys, &spec.root, &spec.mounts)?;
-    mounts::pivot(&sys, &spec.root)?;
+    let new_mount_ns = || {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+            .map_err(|e| StepError::nix(Step::Namespaces, e))
+    };
+    match mounting {
+        Mounting::Private => {
+            // The host's mounts as they are now, private to the sandbox from here on.
+            new_mount_ns()?;
+            build_root(&sys, spec)?;
+        }
+        Mounting::Build(sock) => {
+            new_mount_ns()?;
+            let template =
+                File::open("/proc/self/ns/mnt").map_err(|e| StepError::io(Step::Namespaces, e))?;
+            build_root(&sys, spec)?;
+            // This launch continues in a copy, so its own mounts stay out of the template.
+            new_mount_ns()?;
+            use std::os::fd::AsRawFd;
+            let ready = crate::zygote::TemplateReady {};
+            if let Err(e) = crate::zygote::send(sock.as_fd(), &ready, &[template.as_raw_fd()]) {
+                eprintln!("pack-confine: cannot hand over a mount template: {e}");
+            }
+        }
+        Mounting::Join(template) => {
+            // The template's root becomes ours; then a copy of its mounts.
+            nix::sched::setns(&template, CloneFlags::CLONE_NEWNS)
+                .map_err(|e| StepError::nix(Step::Namespaces, e))?;
+            drop(template);
+            new_mount_ns()?;
+        }
+    }
+    mounts::apply(&sys, Path::new("/"), &spec.launch_mounts)?;
     if spec.namespaces.uts {
         nix::unistd::sethostname(&spec.hostname).map_err(|e| StepError::nix(Step::Hostname, e))?;
     }
@@ -398,6 +527,14 @@ fn build(
             Ok(signals::relay_until_exit(child.as_raw()))
         }
     }
+}
+
+/// The new root: private mounts, the base bound read-only, `mounts` on it, then pivot.
+fn build_root(sys: &LinuxSys, spec: &SandboxSpec) -> Result<(), StepError> {
+    mounts::make_private(sys)?;
+    mounts::prepare_root(sys, &spec.root)?;
+    mounts::apply(sys, &spec.root, &spec.mounts)?;
+    mounts::pivot(sys, &spec.root)
 }
 
 /// The app: session, working directory, AppArmor, identity, capabilities, Landlock,

@@ -13,8 +13,15 @@ pub struct SandboxSpec {
     pub label: String,
     /// Host path of the directory that becomes `/`: the base's mounted root filesystem.
     pub root: PathBuf,
-    /// Mount operations, applied in order inside the new root before `pivot_root`.
+    /// Mount operations, applied in order inside the new root before `pivot_root`. Launches
+    /// with the same root and `mounts` may share one prepared result (a mount template): these
+    /// must not depend on the launch.
     pub mounts: Vec<MountOp>,
+    /// Mount operations made fresh for every launch, after `pivot_root` (targets are paths in
+    /// the new root as for `mounts`): what belongs to the launch's own pid and network
+    /// namespaces, such as `/proc` and `/sys`, or must not outlive it.
+    #[serde(default)]
+    pub launch_mounts: Vec<MountOp>,
     pub namespaces: Namespaces,
     /// Host name inside the new UTS namespace.
     pub hostname: String,

@@ -5,16 +5,16 @@
 //! Protocol on a `SOCK_SEQPACKET` socket (fd 3), one JSON message per packet:
 //!
 //! - daemon → zygote: [`Request::Launch`] with five descriptors: the app's stdin, stdout and
-//!   stderr, the write end of its status pipe and of its exit pipe (see [`crate::helper`]);
+//!   stderr, the write end of its status pipe and of its exit pipe (see [`crate::helper`]),
+//!   and the pack's network namespace when it has one;
 //!   answered by [`Reply::Started`] with a pidfd of the supervisor (signals go through it: no
 //!   pid-reuse race), or [`Reply::Failed`];
 //! - daemon → zygote: [`Request::Prepare`]: fork a *slot* now that builds a sandbox's
-//!   [`Frame`] (joins the cgroup, unshares the namespaces, forks the init, stages its mounts)
-//!   and waits. Answered by [`Reply::Prepared`] with the daemon's end of the slot's own socket
+//!   [`Frame`] (joins the cgroup, unshares the namespaces, forks the init) and waits. Answered by [`Reply::Prepared`] with the daemon's end of the slot's own socket
 //!   and a pidfd. The daemon later sends the launch ([`Handover`] and the five descriptors)
 //!   straight to the slot. Moving a process into a v1 cgroup takes a global lock that waits for
-//!   an RCU grace period (~10 ms here) when launches are spaced out, and a new network
-//!   namespace costs ~0.4 ms: the slot pays both before anyone waits;
+//!   an RCU grace period (~10 ms here) when launches are spaced out: the slot pays it before
+//!   anyone waits;
 //! - zygote → daemon: [`Reply::Exited`] with the exit code of a supervisor or slot (the zygote
 //!   is their parent and reaps them).
 //!
@@ -40,18 +40,54 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Request {
-    /// Start `spec` now.
-    Launch { id: u64, spec: Box<SandboxSpec> },
+    /// Start `spec` now; with `net`, a sixth descriptor is the pack's network namespace.
+    Launch {
+        id: u64,
+        spec: Box<SandboxSpec>,
+        #[serde(default)]
+        net: bool,
+    },
     /// Fork a slot that builds `frame` and waits for a [`Handover`].
     Prepare { id: u64, frame: Frame },
 }
 
 /// The launch a prepared slot waits for, sent by the daemon on the slot's socket with the
-/// five descriptors of [`Request::Launch`]. The spec's frame must be the slot's.
+/// five descriptors of [`Request::Launch`], then the template for [`Template::Join`] and the
+/// network namespace for `net`. The spec's frame must be the slot's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Handover {
     pub spec: Box<SandboxSpec>,
+    #[serde(default)]
+    pub template: Template,
+    /// The last descriptor is the pack's network namespace, to join rather than make one.
+    #[serde(default)]
+    pub net: bool,
 }
+
+/// Mount templates: a sandbox's file system without its per-launch mounts, kept as a mount
+/// namespace (as snapd keeps one per snap in `/run/snapd/ns`). Launches with the same root and
+/// mounts copy it instead of making ~50 mounts and a `pivot_root` each time; the copy is
+/// private, so nothing one launch mounts reaches the template or another launch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Template {
+    /// Build the file system for this launch only.
+    #[default]
+    Private,
+    /// Build it, and send its mount namespace back on the slot's socket ([`TemplateReady`]
+    /// with the namespace's descriptor) before the app starts.
+    Build,
+    /// Copy the mount namespace that comes as the sixth descriptor.
+    Join,
+}
+
+/// What a slot sends on its socket once its frame is built and it waits for a launch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlotReady {}
+
+/// A slot's answer to [`Template::Build`], with the template's descriptor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TemplateReady {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -161,8 +197,8 @@ pub fn serve(sock: OwnedFd, parent: i32) -> i32 {
         }
         if fds[0].revents != 0 {
             match recv::<Request>(sock.as_fd(), &mut buf) {
-                Ok(Some((Request::Launch { id, spec }, fds))) => {
-                    launch(&sock, id, &spec, fds, &mut running);
+                Ok(Some((Request::Launch { id, spec, net }, fds))) => {
+                    launch(&sock, id, &spec, net, fds, &mut running);
                 }
                 Ok(Some((Request::Prepare { id, frame }, _))) => {
                     prepare(&sock, id, &frame, &mut running);
@@ -188,28 +224,33 @@ fn launch(
     sock: &OwnedFd,
     id: u64,
     spec: &SandboxSpec,
+    net: bool,
     fds: Vec<OwnedFd>,
     running: &mut HashMap<i32, u64>,
 ) {
-    if fds.len() != helper::LAUNCH_FDS.len() {
-        let error = format!(
-            "expected {} descriptors, got {}",
-            helper::LAUNCH_FDS.len(),
-            fds.len()
-        );
+    let expected = helper::LAUNCH_FDS.len() + usize::from(net);
+    if fds.len() != expected {
+        let error = format!("expected {expected} descriptors, got {}", fds.len());
         let _ = send(sock.as_fd(), &Reply::Failed { id, error }, &[]);
         return;
     }
     let forked = fork_child(sock, move || {
-        // The request's descriptors become 0-2, 4 and 5; nothing else stays open in the
-        // sandbox's processes: not the received copies (the status pipe must reach EOF at the
-        // app's exec), not the zygote's signalfd.
-        if !helper::install_fds(fds) {
-            return EXIT_SETUP_FAILED;
+        // The request's descriptors go in place; nothing else stays open in the sandbox's
+        // processes: not the received copies (the status pipe must reach EOF at the app's
+        // exec), not the zygote's signalfd.
+        match helper::take_launch_fds(fds, false, net, None) {
+            Ok(extras) => helper::supervise(
+                &Frame::of(spec),
+                Source::Given {
+                    spec,
+                    net: extras.net,
+                },
+            ),
+            Err(e) => {
+                tracing_free_log(&e);
+                EXIT_SETUP_FAILED
+            }
         }
-        close_range(SLOT_FD as u32, SLOT_FD as u32);
-        close_range(helper::EXIT_FD as u32 + 1, u32::MAX);
-        helper::supervise(&Frame::of(spec), Source::Given(spec))
     });
     match forked {
         Ok(pid) => {

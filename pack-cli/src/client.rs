@@ -1,6 +1,9 @@
 //! A small client for packd's API over its Unix socket (HTTP/1.1, one connection per request).
 
+use std::os::fd::{AsFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +13,7 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use packd::api::fdpass::send_with_fds;
 use packd::api::types::{ChangeInfo, Envelope, ErrorResult};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -70,6 +74,16 @@ impl Client {
     /// Sends one request; returns the status and the raw body.
     pub async fn send(&self, req: Request<Body>) -> Result<hyper::Response<hyper::body::Incoming>> {
         let stream = self.connect().await?;
+        Self::send_on(stream, req).await
+    }
+
+    async fn send_on<S>(
+        stream: S,
+        req: Request<Body>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(protocol)?;
@@ -175,12 +189,14 @@ impl Client {
         }
     }
 
-    /// Opens the run protocol: returns the upgraded stream, or the daemon's error.
+    /// Opens the run protocol, handing `fds` over with the request: returns the upgraded
+    /// stream, or the daemon's error.
     pub async fn upgrade(
         &self,
         path: &str,
         protocol_name: &str,
         json: Vec<u8>,
+        fds: &[RawFd],
     ) -> Result<UnixStream> {
         let req = Self::request(Method::POST, path)
             .header(header::CONTENT_TYPE, "application/json")
@@ -188,7 +204,11 @@ impl Client {
             .header(header::UPGRADE, protocol_name)
             .body(full(json))
             .map_err(protocol)?;
-        let resp = self.send(req).await?;
+        let stream = FdStream {
+            inner: self.connect().await?,
+            fds: fds.to_vec(),
+        };
+        let resp = Self::send_on(stream, req).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let status = resp.status();
             let bytes = resp
@@ -210,12 +230,64 @@ impl Client {
         }
         let upgraded = hyper::upgrade::on(resp).await.map_err(protocol)?;
         let parts = upgraded
-            .downcast::<TokioIo<UnixStream>>()
+            .downcast::<TokioIo<FdStream>>()
             .map_err(|_| protocol("unexpected connection type after the upgrade"))?;
         if !parts.read_buf.is_empty() {
             return Err(protocol("packd spoke before the client was ready"));
         }
-        Ok(parts.io.into_inner())
+        Ok(parts.io.into_inner().inner)
+    }
+}
+
+/// A connection whose first write carries descriptors (SCM_RIGHTS): the daemon takes them
+/// with the request, saving a round trip (see `packd::api::fdpass`).
+struct FdStream {
+    inner: UnixStream,
+    /// Sent with the first bytes written, then empty.
+    fds: Vec<RawFd>,
+}
+
+impl tokio::io::AsyncRead for FdStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for FdStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.fds.is_empty() || buf.is_empty() {
+            return Pin::new(&mut self.inner).poll_write(cx, buf);
+        }
+        loop {
+            std::task::ready!(self.inner.poll_write_ready(cx))?;
+            let this = &mut *self;
+            match this.inner.try_io(tokio::io::Interest::WRITABLE, || {
+                send_with_fds(this.inner.as_fd(), buf, &this.fds)
+            }) {
+                Ok(n) => {
+                    this.fds.clear();
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

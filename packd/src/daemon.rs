@@ -14,6 +14,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+use crate::launch::networks::PackNetworks;
+use crate::launch::spares::{Spare, Spares};
+use crate::launch::templates::MountTemplates;
 use crate::packs::PackManager;
 use crate::paths::Paths;
 use crate::state::{Plan, Store};
@@ -43,10 +46,12 @@ pub struct Daemon {
     pub cgroup_parent: PathBuf,
     /// Forks every sandbox.
     pub zygote: crate::launch::zygote::Zygote,
-    /// A sandbox prepared for the next launch (see [`Spare`]).
-    spare: std::sync::Mutex<Option<Spare>>,
-    /// Set when the daemon stops: no more spares.
-    stopping: std::sync::atomic::AtomicBool,
+    /// Mount namespaces that launches copy instead of building their file system.
+    pub templates: Arc<MountTemplates>,
+    /// Each pack's network namespace.
+    pub networks: Arc<PackNetworks>,
+    /// Sandboxes prepared for the next launches.
+    spares: Spares,
     launches: AtomicU64,
 }
 
@@ -89,10 +94,14 @@ impl Daemon {
             0o644,
         )
         .ctx("write", &parent_file)?;
+        let templates = Arc::new(MountTemplates::default());
+        let networks = Arc::new(PackNetworks::default());
         let manager = PackManager {
             paths: paths.clone(),
             pack_binary: config.pack_binary.clone(),
             apparmor: features.apparmor,
+            templates: templates.clone(),
+            networks: networks.clone(),
         };
         clean_uploads(&paths, &store);
         let (wanted, active) =
@@ -117,78 +126,92 @@ impl Daemon {
             cgroups,
             cgroup_parent,
             zygote,
-            spare: std::sync::Mutex::new(None),
-            stopping: std::sync::atomic::AtomicBool::new(false),
+            templates,
+            networks,
+            spares: Spares::default(),
             launches: AtomicU64::new(0),
         }))
     }
 
-    /// The spare for this launch, if one is ready.
+    /// A ready spare sandbox for this launch, if there is one.
     pub fn take_spare(&self) -> Option<Spare> {
-        self.spare
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        self.spares.take()
     }
 
-    /// Prepares the next spare in the background: its cgroup (with the device rules every app
-    /// gets) and a zygote slot that joins it and unshares the namespaces. Moving a process into
-    /// a cgroup can wait ~10 ms for the kernel (an RCU grace period) and a network namespace
-    /// costs ~0.4 ms, so that happens here rather than in a launch.
-    pub fn refill_spare(self: &Arc<Self>) {
+    /// Makes spare sandboxes in the background until [`SPARES`](crate::launch::spares::SPARES)
+    /// are ready or being made: for each, its cgroup (with the device rules every app gets) and
+    /// a zygote slot that joins it, unshares the namespaces and reports ready.
+    pub fn refill_spares(self: &Arc<Self>) {
         let Some(layout) = self.cgroups.clone() else {
             return;
         };
-        if self.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let me = self.clone();
-        tokio::spawn(async move {
-            let rel = me.next_cgroup();
-            let limits = confine::cgroup::Limits {
-                devices: crate::policy::confinement::devices(),
-                ..Default::default()
-            };
-            let made =
-                tokio::task::spawn_blocking(move || Cgroup::create(&layout, &rel, &limits)).await;
-            let cgroup = match made {
-                Ok(Ok(cg)) => cg,
-                Ok(Err(e)) => return tracing::warn!(error = %e, "cannot prepare a spare cgroup"),
-                Err(_) => return,
-            };
-            let frame = confine::helper::Frame {
-                cgroup: Some(confine::CgroupJoin {
-                    dirs: cgroup.dirs(),
-                }),
-                namespaces: confine::Namespaces::default(),
-            };
-            let slot = match me.zygote.prepare(frame).await {
-                Ok(slot) => slot,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot prepare a spare sandbox slot");
-                    let _ = cgroup.remove(Duration::ZERO);
-                    return;
+        for _ in 0..self.spares.wanted() {
+            let me = self.clone();
+            let layout = layout.clone();
+            tokio::spawn(async move {
+                let spare = me.make_spare(layout).await;
+                if let Some(unwanted) = me.spares.made(spare) {
+                    // The daemon started stopping meanwhile.
+                    let _ = tokio::task::spawn_blocking(move || unwanted.discard()).await;
                 }
-            };
-            let mut spare = me
-                .spare
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if me.stopping.load(Ordering::SeqCst) {
-                // The daemon started stopping meanwhile: this spare is not wanted.
-                drop(spare);
-                cgroup.kill();
-                let _ = cgroup.remove(Duration::from_secs(2));
-                return;
+            });
+        }
+    }
+
+    async fn make_spare(&self, layout: Layout) -> Option<Spare> {
+        let rel = self.next_cgroup();
+        let limits = crate::policy::confinement::default_limits();
+        let made = {
+            let limits = limits.clone();
+            tokio::task::spawn_blocking(move || Cgroup::create(&layout, &rel, &limits)).await
+        };
+        let cgroup = match made {
+            Ok(Ok(cg)) => cg,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot prepare a spare cgroup");
+                return None;
             }
-            let old = spare.replace(Spare { slot, cgroup });
-            drop(spare);
-            // Two refills raced: the extra spare is not needed.
-            if let Some(old) = old {
-                old.cgroup.kill();
-                let _ = old.cgroup.remove(Duration::from_secs(2));
+            Err(_) => return None,
+        };
+        let frame = confine::helper::Frame {
+            cgroup: Some(confine::CgroupJoin {
+                dirs: cgroup.dirs(),
+            }),
+            namespaces: confine::Namespaces::default(),
+        };
+        let slot = match self.zygote.prepare(frame).await {
+            Ok(slot) => slot,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prepare a spare sandbox slot");
+                let _ = cgroup.remove(Duration::ZERO);
+                return None;
             }
-        });
+        };
+        // Ready once it has joined the cgroup and unshared: until then it is no faster than a
+        // sandbox built from scratch.
+        let ready = tokio::task::spawn_blocking(move || {
+            let ready = slot.wait_ready();
+            (slot, ready)
+        })
+        .await;
+        match ready {
+            Ok((slot, Ok(()))) => Some(Spare {
+                slot,
+                cgroup,
+                limits,
+            }),
+            Ok((slot, Err(e))) => {
+                tracing::warn!(error = %e, "a spare sandbox slot failed");
+                let spare = Spare {
+                    slot,
+                    cgroup,
+                    limits,
+                };
+                let _ = tokio::task::spawn_blocking(move || spare.discard()).await;
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// A fresh cgroup path for one sandbox: `PARENT/sandbox.N`. The names are neutral because a
@@ -200,7 +223,7 @@ impl Daemon {
 
     /// Serves the API until SIGTERM or SIGINT, then stops after the task under way.
     pub async fn serve(self: &Arc<Self>) -> Result<()> {
-        self.refill_spare();
+        self.refill_spares();
         let socket = &self.config.socket;
         if let Some(dir) = socket.parent() {
             fsutil::ensure_dir(dir, 0o755).ctx("create", dir)?;
@@ -221,9 +244,12 @@ impl Daemon {
         };
         crate::api::serve(listener, crate::api::router(self.clone()), shutdown).await;
         tracing::info!("stopping");
-        self.stopping.store(true, Ordering::SeqCst);
+        let spares = self.spares.stop();
         let me = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            for spare in spares {
+                spare.discard();
+            }
             me.engine.stop();
             // Sandboxes die with the daemon; their cgroups go with it too.
             if let Some(layout) = &me.cgroups
@@ -236,13 +262,6 @@ impl Daemon {
         let _ = std::fs::remove_file(socket);
         Ok(())
     }
-}
-
-/// A sandbox prepared in advance: its cgroup, and a zygote slot that joined it, unshared the
-/// namespaces and waits for a launch.
-pub struct Spare {
-    pub slot: crate::launch::zygote::Slot,
-    pub cgroup: Cgroup,
 }
 
 /// Kills and removes the sandbox cgroups a previous run of this daemon left behind (after a

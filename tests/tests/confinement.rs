@@ -105,6 +105,10 @@ fn debug_sandbox_reports_every_layer() {
     assert!(Path::new(profile).is_file(), "{profile}");
     assert!(!spec["cgroup"]["dirs"].as_array().unwrap().is_empty());
     assert_eq!(spec["capabilities"], serde_json::json!([]));
+    // A launch records what Landlock enforced: everything asked, on this kernel (ABI >= 6).
+    env.pack(["run", "tools.sh", "-c", "true"]).ok();
+    let log = env.log();
+    assert!(log.contains("landlock: Some(Full)"), "{log}");
 }
 
 #[test]
@@ -407,4 +411,49 @@ fn a_tampered_seccomp_profile_is_refused() {
         err.contains("must be owned by root and writable only by root"),
         "{err}"
     );
+}
+
+/// A pack's apps share one private network (loopback only): its tools reach its services on
+/// localhost. Another pack has its own, and neither is the host's.
+#[test]
+fn each_pack_has_one_private_network() {
+    require_root!();
+    let env = env_with_tools("strict");
+    let other = write_pack_dir(
+        env.dir.path(),
+        "other",
+        "name: other\nversion: '1'\nbase: busybox\napps:\n  sh:\n    command: /bin/sh\n",
+        &[],
+    );
+    env.install(&env.build(&other));
+    let netns = |target: &str| {
+        env.pack(["run", target, "-c", "readlink /proc/self/ns/net"])
+            .ok()
+            .trim()
+            .to_string()
+    };
+    let host = fs::read_link("/proc/self/ns/net").unwrap();
+    let ns = netns("tools.sh");
+    assert!(ns.starts_with("net:["), "{ns}");
+    assert_ne!(Path::new(&ns), host, "the sandbox is on the host's network");
+    // Again (and as another user): the same namespace.
+    assert_eq!(netns("tools.sh"), ns);
+    let theirs = as_nobody(
+        &env,
+        &["run", "tools.sh", "-c", "readlink /proc/self/ns/net"],
+    );
+    assert_eq!(theirs.code, 0, "{}", theirs.stderr);
+    assert_eq!(theirs.stdout.trim(), ns);
+    // Another pack: another namespace.
+    assert_ne!(netns("other.sh"), ns);
+    // Only loopback, and up: the pack's apps can talk to each other there.
+    let lo = env
+        .pack([
+            "run",
+            "tools.sh",
+            "-c",
+            "cat /sys/class/net/lo/operstate; ls /sys/class/net",
+        ])
+        .ok();
+    assert_eq!(lo, "unknown\nlo\n");
 }

@@ -173,6 +173,8 @@ fn daemon_restart_and_reboot_keep_everything_working() {
     env.start();
     let again = env.mounts();
     assert_eq!(again.len(), mounts.len(), "{again:?}");
+    let log = env.log();
+    assert!(!log.contains("ERROR"), "{log}");
 }
 
 #[test]
@@ -344,6 +346,29 @@ fn concurrent_runs_each_get_their_own_sandbox() {
             .and_then(|t| t.parse().ok())
             .unwrap_or_else(|| panic!("unexpected output {stdout:?}"));
         assert!(top < 10, "{stdout}");
+    }
+}
+
+/// Later launches copy the first one's file system (a mount template), but what belongs to a
+/// launch is fresh each time: `/run`, `/dev/shm` and `/proc`. The pack's `/tmp` and data are
+/// shared by design.
+#[test]
+fn each_launch_starts_with_fresh_run_and_shm() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    env.install(&tools(&env));
+    let sh = |script: &str| env.pack(["run", "tools.sh", "-c", script]).ok();
+    let leave = "echo x >/run/left; echo x >/dev/shm/left; echo x >/tmp/left; \
+                 echo x >$PACK_DATA/left; mkdir /run/d && echo made";
+    assert_eq!(sh(leave), "made\n");
+    for _ in 0..2 {
+        assert_eq!(
+            sh(
+                "ls -A /run | wc -l; ls -A /dev/shm | wc -l; cat /tmp/left $PACK_DATA/left; echo $$"
+            ),
+            "0\n0\nx\nx\n2\n"
+        );
     }
 }
 

@@ -36,3 +36,18 @@ pub fn loopback_up() -> Result<(), StepError> {
     unsafe { libc::close(sock) };
     result
 }
+
+/// A new network namespace with loopback up, held by the returned descriptor (`/proc/.../ns/net`)
+/// for sandboxes to join. Made on a short-lived thread of its own: a network namespace belongs
+/// to a thread, and no thread of the caller's ever changes namespace.
+pub fn new_namespace() -> std::io::Result<std::os::fd::OwnedFd> {
+    std::thread::Builder::new()
+        .name("packd-netns".into())
+        .spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+            loopback_up().map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok(std::fs::File::open("/proc/thread-self/ns/net")?.into())
+        })?
+        .join()
+        .map_err(|_| std::io::Error::other("the network namespace thread panicked"))?
+}

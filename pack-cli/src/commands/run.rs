@@ -2,10 +2,8 @@
 //! descriptors; we relay signals and exit with the app's status.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsFd;
 
 use anyhow::Context;
-use packd::api::fdpass::send_fds;
 use packd::api::types::{RUN_PROTOCOL, RunControl, RunEvent, RunRequest};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
@@ -62,20 +60,16 @@ async fn session(client: &Client, args: &RunArgs) -> anyhow::Result<i32> {
             }
         });
     }
+    // Our stdin, stdout and stderr travel with the request: the app gets them as they are.
     let stream = client
-        .upgrade("/v2/run", RUN_PROTOCOL, serde_json::to_vec(&request)?)
+        .upgrade(
+            "/v2/run",
+            RUN_PROTOCOL,
+            serde_json::to_vec(&request)?,
+            &[0, 1, 2],
+        )
         .await
         .with_context(|| format!("cannot run {}", args.target))?;
-    loop {
-        stream.writable().await?;
-        match stream.try_io(tokio::io::Interest::WRITABLE, || {
-            send_fds(stream.as_fd(), &[0, 1, 2])
-        }) {
-            Ok(()) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e).context("cannot hand the terminal to packd"),
-        }
-    }
     let (read, mut write) = stream.into_split();
     let mut events = BufReader::new(read).lines();
     loop {

@@ -73,6 +73,39 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .with_state(daemon)
 }
 
+/// Descriptors that came attached to a connection's first bytes (see [`fdpass`]), for the
+/// request that wants them (`/v2/run`); taken at most once.
+#[derive(Clone, Default)]
+pub struct PassedFds(Arc<std::sync::Mutex<Vec<std::os::fd::OwnedFd>>>);
+
+impl PassedFds {
+    /// Waits for the connection's first bytes and takes copies of what is attached to them.
+    async fn peek(stream: &tokio::net::UnixStream) -> PassedFds {
+        use std::os::fd::AsFd;
+        loop {
+            if stream.readable().await.is_err() {
+                return PassedFds::default();
+            }
+            match stream.try_io(tokio::io::Interest::READABLE, || {
+                fdpass::peek_fds(stream.as_fd(), 3)
+            }) {
+                Ok(fds) => return PassedFds(Arc::new(std::sync::Mutex::new(fds))),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return PassedFds::default(),
+            }
+        }
+    }
+
+    pub fn take(&self) -> Vec<std::os::fd::OwnedFd> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
 /// Serves connections until `shutdown` resolves. Each connection's peer credentials are
 /// attached to its requests.
 pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Output = ()>) {
@@ -102,8 +135,10 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
         };
         let app = app.clone();
         tokio::spawn(async move {
+            let passed = PassedFds::peek(&stream).await;
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(peer.clone());
+                req.extensions_mut().insert(passed.clone());
                 let app = app.clone();
                 async move {
                     Ok::<_, Infallible>(

@@ -1,15 +1,17 @@
 //! `POST /v2/run`: the daemon starts the app for the caller, as the caller. No setuid binary is
 //! involved:
 //!
-//! 1. the client posts a [`RunRequest`] asking to upgrade to [`RUN_PROTOCOL`];
-//! 2. the daemon resolves the app, checks its layers and prepares it, then answers 101 (or an
-//!    error);
-//! 3. the client sends its stdin, stdout and stderr over the socket (SCM_RIGHTS);
-//! 4. the daemon starts the sandbox with them, as the caller's uid, gid and groups (from
-//!    SO_PEERCRED), and reports [`RunEvent`]s (started, exit); the client relays signals as
-//!    [`RunControl`] messages. A client that goes away takes the app with it.
+//! 1. the client posts a [`RunRequest`] asking to upgrade to [`RUN_PROTOCOL`], with its stdin,
+//!    stdout and stderr attached to the request's first bytes (SCM_RIGHTS; see
+//!    [`super::fdpass`]);
+//! 2. the daemon resolves the app, checks its layers and prepares it, then starts the sandbox
+//!    with those descriptors, as the caller's uid, gid and groups (from SO_PEERCRED), while it
+//!    answers 101 (or an error);
+//! 3. over the upgraded connection the daemon reports [`RunEvent`]s (started, exit) and the
+//!    client relays signals as [`RunControl`] messages. A client that goes away takes the app
+//!    with it.
 
-use std::os::fd::AsFd;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -21,18 +23,18 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 
-use super::Peer;
-use super::fdpass::recv_fds;
 use super::response::{ApiError, ApiResult};
 use super::types::{RUN_PROTOCOL, RunControl, RunEvent, RunRequest};
+use super::{PassedFds, Peer};
 use crate::daemon::Daemon;
 use crate::error::Error;
-use crate::launch::instance::{self, Prepared, Stdio3};
+use crate::launch::instance::{self, Running, Stdio3};
 use crate::launch::{AppRef, Invocation};
 
 pub async fn run(
     State(d): State<Arc<Daemon>>,
     Extension(peer): Extension<Peer>,
+    Extension(passed): Extension<PassedFds>,
     mut req: Request,
 ) -> ApiResult {
     let upgrade_ok = req
@@ -60,27 +62,43 @@ pub async fn run(
         gid: peer.gid,
         groups: peer.groups.clone(),
     };
-    let prepared = {
-        let d = d.clone();
-        tokio::task::spawn_blocking(move || instance::prepare(&d, &target, inv))
-            .await
-            .map_err(|e| Error::Internal(format!("launch preparation crashed: {e}")))??
-    };
+    // A few metadata reads and directory checks: quicker here than on a blocking thread.
+    let prepared = instance::prepare(&d, &target, inv)?;
     let devmode = prepared.resolved.meta.confinement == packfmt::meta::Confinement::Devmode;
+    let label = format!("{}.{}", prepared.resolved.name, prepared.resolved.app);
+    // The terminal comes with the request: the app starts while the answer goes out.
+    let Ok([stdin, stdout, stderr]) = <[OwnedFd; 3]>::try_from(passed.take()) else {
+        return Err(ApiError::bad_request(
+            "/v2/run needs the caller's stdin, stdout and stderr attached to the request \
+             (SCM_RIGHTS); use 'pack run'",
+        ));
+    };
+    let stdio = Stdio3 {
+        stdin,
+        stdout,
+        stderr,
+    };
+    let starting = {
+        let d = d.clone();
+        tokio::spawn(async move { prepared.start(&d, stdio).await })
+    };
     tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let parts = match upgraded.downcast::<TokioIo<UnixStream>>() {
-                    Ok(parts) if parts.read_buf.is_empty() => parts,
-                    _ => {
-                        tracing::warn!("run: unexpected connection state after the upgrade");
-                        return;
-                    }
-                };
-                session(d, parts.io.into_inner(), prepared, devmode).await;
+        let upgraded = on_upgrade.await;
+        let stream = match upgraded.map(|u| u.downcast::<TokioIo<UnixStream>>()) {
+            Ok(Ok(parts)) if parts.read_buf.is_empty() => parts.io.into_inner(),
+            other => {
+                match other {
+                    Err(e) => tracing::warn!(error = %e, "run: upgrade failed"),
+                    Ok(_) => tracing::warn!("run: unexpected connection state after the upgrade"),
+                }
+                // Nobody to report to: whatever started goes.
+                if let Ok(Ok(running)) = starting.await {
+                    running.cleanup().await;
+                }
+                return;
             }
-            Err(e) => tracing::warn!(error = %e, "run: upgrade failed"),
-        }
+        };
+        session(stream, starting, label, devmode).await;
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -98,40 +116,20 @@ async fn send(w: &mut OwnedWriteHalf, event: &RunEvent) {
 }
 
 /// One app run, from the client's descriptors to its exit status.
-async fn session(d: Arc<Daemon>, stream: UnixStream, prepared: Prepared, devmode: bool) {
-    let fds = loop {
-        if let Err(e) = stream.readable().await {
-            tracing::warn!(error = %e, "run: socket failed");
-            return;
-        }
-        match stream.try_io(tokio::io::Interest::READABLE, || {
-            recv_fds(stream.as_fd(), 3)
-        }) {
-            Ok(fds) => break fds,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "run: no descriptors from the client");
-                return;
-            }
-        }
-    };
+async fn session(
+    stream: UnixStream,
+    starting: tokio::task::JoinHandle<Result<Running, (String, i32)>>,
+    label: String,
+    devmode: bool,
+) {
+    let started = starting.await.unwrap_or_else(|e| {
+        Err((
+            format!("the launch crashed: {e}"),
+            instance::EXIT_NOT_STARTED,
+        ))
+    });
     let (read, mut write) = stream.into_split();
-    let mut fds = fds.into_iter();
-    let (Some(stdin), Some(stdout), Some(stderr)) = (fds.next(), fds.next(), fds.next()) else {
-        return;
-    };
-    let label = format!("{}.{}", prepared.resolved.name, prepared.resolved.app);
-    let mut running = match prepared
-        .start(
-            &d,
-            Stdio3 {
-                stdin,
-                stdout,
-                stderr,
-            },
-        )
-        .await
-    {
+    let mut running = match started {
         Ok(running) => running,
         Err((message, code)) => {
             tracing::info!(app = %label, %message, "run: app did not start");

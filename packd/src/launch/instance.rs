@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use confine::cgroup::Cgroup;
@@ -13,7 +13,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 
+use super::templates::MountTemplates;
 use super::zygote::{Slot, Started};
+use confine::zygote::Template;
 
 use super::{AppRef, Context, Invocation, Resolved};
 use crate::daemon::Daemon;
@@ -88,34 +90,42 @@ impl Prepared {
         let fail = |e: Error| (e.to_string(), EXIT_NOT_STARTED);
         let r = &self.resolved;
         let limits = crate::policy::confinement::limits(&r.meta.apps[&r.app]);
-        // A warm spare (its cgroup made and joined in the background) when there is one;
-        // otherwise the cgroup is made now and joined by the sandbox.
-        let (cgroup, slot) = match (&d.cgroups, d.take_spare()) {
-            (Some(_), Some(spare)) => {
-                let cg = spare
-                    .cgroup
-                    .set_limits(&limits)
-                    .map(|()| spare.cgroup)
-                    .map_err(|e| {
-                        fail(Error::Internal(format!(
-                            "cannot set up the cgroup of {}: {e}",
-                            r.name
-                        )))
-                    })?;
-                (Some(cg), Some(spare.slot))
+        let internal = |what: &str, e: &dyn std::fmt::Display| {
+            fail(Error::Internal(format!(
+                "cannot {what} the cgroup of {}: {e}",
+                r.name
+            )))
+        };
+        // A spare sandbox (cgroup made and joined in the background) when there is one whose
+        // device rules are this app's; otherwise the cgroup is made now and joined by the
+        // sandbox.
+        let spare = match (&d.cgroups, d.take_spare()) {
+            (Some(_), Some(spare)) if spare.limits.devices == limits.devices => Some(spare),
+            (_, Some(unfit)) => {
+                tokio::task::spawn_blocking(move || unfit.discard());
+                None
+            }
+            (_, None) => None,
+        };
+        let (cgroup, slot) = match (&d.cgroups, spare) {
+            (_, Some(spare)) => {
+                // Spares are made with the default limits: only an app with its own rewrites
+                // them.
+                if spare.limits != limits
+                    && let Err(e) = spare.cgroup.set_limits(&limits)
+                {
+                    tokio::task::spawn_blocking(move || spare.discard());
+                    return Err(internal("set up", &e));
+                }
+                (Some(spare.cgroup), Some(spare.slot))
             }
             (Some(layout), None) => {
-                let cg = Cgroup::create(layout, &d.next_cgroup(), &limits).map_err(|e| {
-                    fail(Error::Internal(format!(
-                        "cannot create the cgroup of {}: {e}",
-                        r.name
-                    )))
-                })?;
+                let cg = Cgroup::create(layout, &d.next_cgroup(), &limits)
+                    .map_err(|e| internal("create", &e))?;
                 (Some(cg), None)
             }
-            (None, _) => (None, None),
+            (None, None) => (None, None),
         };
-        d.refill_spare();
         self.ctx.cgroup = cgroup.as_ref().map(Cgroup::dirs);
         let mut running = Running {
             pidfd: None,
@@ -133,7 +143,10 @@ impl Prepared {
                 return Err(fail(e));
             }
         };
-        match spawn(d, spec, stdio, slot).await {
+        let spawned = spawn(d, &r.name, spec, stdio, slot).await;
+        // The next spare is made now that this app has started, not while it was starting.
+        d.refill_spares();
+        match spawned {
             Ok((started, exit_pipe, report)) => {
                 running.pidfd = Some(started.pidfd);
                 running.exited = Some(started.exited);
@@ -241,6 +254,7 @@ type SpawnError = (String, i32, Option<oneshot::Receiver<i32>>);
 /// waits for the app's exec (EOF on the status pipe).
 async fn spawn(
     d: &Daemon,
+    pack: &str,
     spec: SandboxSpec,
     stdio: Stdio3,
     slot: Option<Slot>,
@@ -250,13 +264,52 @@ async fn spawn(
     let (status_r, status_w) = nix::unistd::pipe2(cloexec).map_err(|e| internal(e.to_string()))?;
     let (exit_r, exit_w) = nix::unistd::pipe2(cloexec).map_err(|e| internal(e.to_string()))?;
     let fds = vec![stdio.stdin, stdio.stdout, stdio.stderr, status_w, exit_w];
-    let handed = match slot {
-        Some(slot) => slot.hand_over(spec, fds),
-        None => Err((spec, fds)),
+    let net = if spec.namespaces.net {
+        let ns = d
+            .networks
+            .get(pack)
+            .map_err(|e| internal(format!("cannot make the network namespace of {pack}: {e}")))?;
+        Some(ns)
+    } else {
+        None
     };
-    let started = match handed {
-        Ok(started) => started,
-        Err((spec, fds)) => d.zygote.launch(spec, fds).await.map_err(internal)?,
+    // A slot copies the template of this file system when there is one, or builds it and
+    // sends it back for the next launches.
+    let key = MountTemplates::key(&spec);
+    let template_ns = key.as_deref().and_then(|k| d.templates.get(k));
+    let template = match (&template_ns, &key) {
+        (Some(_), _) => Template::Join,
+        (None, Some(_)) => Template::Build,
+        (None, None) => Template::Private,
+    };
+    let handed = match slot {
+        Some(slot) => {
+            let raw: Vec<RawFd> = fds
+                .iter()
+                .chain(&template_ns)
+                .chain(&net)
+                .map(AsRawFd::as_raw_fd)
+                .collect();
+            slot.hand_over(spec, &raw, template, net.is_some())
+        }
+        None => Err(spec),
+    };
+    let (started, slot_sock) = match handed {
+        Ok((started, sock)) => {
+            // The slot has its copies; ours must go, or the status pipe never reaches EOF.
+            drop((fds, template_ns, net));
+            (started, Some(sock))
+        }
+        Err(spec) => {
+            let has_net = net.is_some();
+            let fds = fds.into_iter().chain(net).collect();
+            let started = d
+                .zygote
+                .launch(spec, fds, has_net)
+                .await
+                .map_err(internal)?;
+            (started, None)
+        }
     };
     let exit_pipe = pipe::Receiver::from_owned_fd(exit_r).map_err(|e| internal(e.to_string()))?;
     let mut status =
@@ -266,7 +319,15 @@ async fn spawn(
         return Err((e.to_string(), EXIT_NOT_STARTED, Some(started.exited)));
     }
     match confine::parse_status(&bytes) {
-        Ok(report) => Ok((started, exit_pipe, report)),
+        Ok(report) => {
+            if template == Template::Build
+                && let (Some(key), Some(sock)) = (key, slot_sock)
+                && let Some(ns) = super::zygote::take_template(&sock)
+            {
+                d.templates.insert(key, ns);
+            }
+            Ok((started, exit_pipe, report))
+        }
         Err(step) => {
             let code = started.exited.await.unwrap_or(EXIT_NOT_STARTED);
             let code = if code == 0 { EXIT_NOT_STARTED } else { code };

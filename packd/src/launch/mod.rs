@@ -5,6 +5,9 @@
 mod env;
 pub mod instance;
 mod mounts;
+pub mod networks;
+pub mod spares;
+pub mod templates;
 pub mod zygote;
 
 use std::collections::BTreeMap;
@@ -209,10 +212,12 @@ pub fn build_spec(
         .map(|(inside, _)| inside)
         .collect();
     let devmode = r.meta.confinement == packfmt::meta::Confinement::Devmode;
+    let plan = mounts::plan(paths, r, &ctx.private_tmp, Some(inv.uid));
     Ok(SandboxSpec {
         label: crate::policy::apparmor::label(&r.name, &r.app),
         root: paths.mount_dir(&r.base, r.base_revision),
-        mounts: mounts::plan(paths, r, &ctx.private_tmp, Some(inv.uid)),
+        mounts: plan.shared,
+        launch_mounts: plan.per_launch,
         namespaces: Namespaces::default(),
         hostname: ctx.hostname.clone(),
         process: Process {

@@ -7,27 +7,32 @@ use confine::MountOp;
 use super::Resolved;
 use crate::paths::Paths;
 
+/// The sandbox's mounts, in two parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The same for every launch of this app revision by this user: built once into a mount
+    /// namespace that later launches copy (see `confine`'s mount templates).
+    pub shared: Vec<MountOp>,
+    /// Made fresh for each launch, after the shared part: what belongs to the launch's own pid
+    /// and network namespaces (`/proc`, `/sys`) or must not outlive it (`/run`, `/dev/shm`,
+    /// the ptys).
+    pub per_launch: Vec<MountOp>,
+}
+
 /// Everything but the base: `/dev`, `/proc` (hardened), `/sys`, `/tmp`, `/run`, and `/pack`
 /// and `/var/pack` holding only this pack (read-only scaffolds once populated). `user` is the
 /// caller's uid when it gets per-user data directories.
-pub fn plan(paths: &Paths, r: &Resolved, private_tmp: &Path, user: Option<u32>) -> Vec<MountOp> {
+pub fn plan(paths: &Paths, r: &Resolved, private_tmp: &Path, user: Option<u32>) -> Plan {
     let name = &r.name;
     let rev = r.revision.to_string();
     let pack_dir = PathBuf::from(format!("/pack/{name}"));
     let data_dir = PathBuf::from(format!("/var/pack/{name}"));
     let mut ops = dev();
-    ops.extend(proc_and_sys());
     ops.extend([
         MountOp::Bind {
             source: private_tmp.to_path_buf(),
             target: "/tmp".into(),
             readonly: false,
-        },
-        MountOp::Tmpfs {
-            target: "/run".into(),
-            mode: 0o755,
-            size: Some(16 << 20),
-            noexec: false,
         },
         MountOp::Tmpfs {
             target: "/pack".into(),
@@ -85,11 +90,32 @@ pub fn plan(paths: &Paths, r: &Resolved, private_tmp: &Path, user: Option<u32>) 
     ops.push(MountOp::RemountReadonly {
         target: "/var/pack".into(),
     });
-    ops
+    let mut per_launch = vec![
+        MountOp::Devpts {
+            target: "/dev/pts".into(),
+        },
+        MountOp::Tmpfs {
+            target: "/dev/shm".into(),
+            mode: 0o1777,
+            size: None,
+            noexec: true,
+        },
+        MountOp::Tmpfs {
+            target: "/run".into(),
+            mode: 0o755,
+            size: Some(16 << 20),
+            noexec: false,
+        },
+    ];
+    per_launch.extend(proc_and_sys());
+    Plan {
+        shared: ops,
+        per_launch,
+    }
 }
 
-/// A minimal `/dev`: the harmless character devices, a private devpts, shared memory, and the
-/// usual symlinks; then read-only.
+/// A minimal `/dev`: the harmless character devices, mount points for a private devpts and
+/// shared memory (mounted per launch), and the usual symlinks; then read-only.
 fn dev() -> Vec<MountOp> {
     let mut ops = vec![MountOp::Tmpfs {
         target: "/dev".into(),
@@ -108,9 +134,6 @@ fn dev() -> Vec<MountOp> {
             target: "/dev/pts".into(),
             mode: 0o755,
         },
-        MountOp::Devpts {
-            target: "/dev/pts".into(),
-        },
         MountOp::Symlink {
             target: "/dev/ptmx".into(),
             points_to: "pts/ptmx".into(),
@@ -118,12 +141,6 @@ fn dev() -> Vec<MountOp> {
         MountOp::Mkdir {
             target: "/dev/shm".into(),
             mode: 0o1777,
-        },
-        MountOp::Tmpfs {
-            target: "/dev/shm".into(),
-            mode: 0o1777,
-            size: None,
-            noexec: true,
         },
     ]);
     for (link, to) in [

@@ -86,15 +86,18 @@ fn env_map(spec: &SandboxSpec) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn spec_for(s: &State, target: &str) -> SandboxSpec {
-    let r = resolve(s, &target.parse().unwrap()).unwrap();
-    let ctx = Context {
+fn context() -> Context {
+    Context {
         private_tmp: "/r/run/packd/tmp/hello/tmp".into(),
         hostname: "dev1".into(),
         cgroup: Some(vec!["/sys/fs/cgroup/unified/packd/t/x".into()]),
         seccomp: Some("/r/var/lib/packd/profiles/hello/x3/hello.seccomp".into()),
-    };
-    build_spec(&Paths::new("/r"), &r, &inv(), &ctx).unwrap()
+    }
+}
+
+fn spec_for(s: &State, target: &str) -> SandboxSpec {
+    let r = resolve(s, &target.parse().unwrap()).unwrap();
+    build_spec(&Paths::new("/r"), &r, &inv(), &context()).unwrap()
 }
 
 #[test]
@@ -277,27 +280,25 @@ fn expansion_rules() {
 #[test]
 fn proc_is_hardened() {
     let spec = spec_for(&state(), "hello");
+    let per_launch = &spec.launch_mounts;
     for ro in ["/proc/sys", "/proc/sysrq-trigger"] {
         assert!(
-            spec.mounts
-                .contains(&MountOp::ReadonlySelf { target: ro.into() }),
+            per_launch.contains(&MountOp::ReadonlySelf { target: ro.into() }),
             "{ro}"
         );
     }
-    assert!(spec.mounts.contains(&MountOp::MaskFile {
+    assert!(per_launch.contains(&MountOp::MaskFile {
         target: "/proc/kcore".into()
     }));
-    assert!(spec.mounts.contains(&MountOp::MaskDir {
+    assert!(per_launch.contains(&MountOp::MaskDir {
         target: "/sys/firmware".into()
     }));
     // /proc is mounted before it is hardened.
-    let proc_at = spec
-        .mounts
+    let proc_at = per_launch
         .iter()
         .position(|m| matches!(m, MountOp::Proc { .. }))
         .unwrap();
-    let sys_ro = spec
-        .mounts
+    let sys_ro = per_launch
         .iter()
         .position(|m| {
             *m == MountOp::ReadonlySelf {
@@ -308,69 +309,40 @@ fn proc_is_hardened() {
     assert!(proc_at < sys_ro);
 }
 
+/// The shared part of the plan becomes a mount template that later launches copy: nothing in
+/// it may belong to one launch, and what must be fresh each time is in the per-launch part.
 #[test]
-fn layers_are_in_the_spec() {
+fn shared_mounts_hold_nothing_of_a_launch() {
     let spec = spec_for(&state(), "hello");
-    assert_eq!(spec.apparmor.as_deref(), Some("pack.hello.hello"));
-    assert_eq!(
-        spec.seccomp.unwrap().profile,
-        Path::new("/r/var/lib/packd/profiles/hello/x3/hello.seccomp")
-    );
-    assert_eq!(spec.cgroup.unwrap().dirs.len(), 1);
-    assert!(spec.capabilities.is_empty(), "no capabilities by default");
-    assert!(!spec.devmode);
-    let ll = spec.landlock.unwrap();
-    assert_eq!(ll.read, [Path::new("/")]);
-    for w in [
-        "/var/pack/hello/x3",
-        "/var/pack/hello/common",
-        "/tmp",
-        "/dev/null",
-        "/var/pack/hello/users/0/x3",
-    ] {
-        assert!(ll.write.iter().any(|p| p == Path::new(w)), "{w}");
+    for op in &spec.mounts {
+        assert!(
+            !matches!(
+                op,
+                MountOp::Proc { .. } | MountOp::Sysfs { .. } | MountOp::Devpts { .. }
+            ),
+            "{op:?} belongs to the launch's namespaces"
+        );
+        // Mount points may be made once; what is mounted on them is the launch's.
+        assert!(
+            matches!(op, MountOp::Mkdir { .. })
+                || !["/run", "/dev/shm", "/dev/pts", "/proc", "/sys"]
+                    .iter()
+                    .any(|fresh| op.target().starts_with(fresh)),
+            "{op:?} must be fresh for each launch"
+        );
     }
-    assert!(
-        !ll.write.iter().any(|p| p == Path::new("/")),
-        "/ is read-only"
-    );
-    assert!(ll.bind_tcp.is_empty() && ll.connect_tcp.is_empty() && !ll.bind_any && !ll.connect_any);
-}
-
-#[test]
-fn home_is_the_callers_own_data() {
-    let mut s = state();
-    let r = resolve(&s, &"hello".parse().unwrap()).unwrap();
-    let mut invocation = inv();
-    invocation.uid = 1000;
-    invocation.gid = 1000;
-    let ctx = Context {
-        private_tmp: "/t".into(),
-        hostname: "h".into(),
-        cgroup: None,
-        seccomp: None,
+    let targets: Vec<_> = spec.launch_mounts.iter().map(MountOp::target).collect();
+    for fresh in ["/run", "/dev/shm", "/dev/pts", "/proc", "/sys"] {
+        assert!(targets.contains(&std::path::Path::new(fresh)), "{fresh}");
+    }
+    // Two launches of the app by one user share a template; another user gets their own.
+    assert_eq!(spec_for(&state(), "hello").mounts, spec.mounts);
+    let resolved = resolve(&state(), &"hello".parse().unwrap()).unwrap();
+    let other = Invocation {
+        uid: 1000,
+        gid: 1000,
+        ..inv()
     };
-    let spec = build_spec(&Paths::new("/r"), &r, &invocation, &ctx).unwrap();
-    let env = env_map(&spec);
-    assert_eq!(env["HOME"], "/var/pack/hello/users/1000/x3");
-    assert_eq!(env["PACK_USER_DATA"], "/var/pack/hello/users/1000/x3");
-    assert_eq!(env["PACK_USER_COMMON"], "/var/pack/hello/users/1000/common");
-    assert_eq!((spec.process.uid, spec.process.gid), (1000, 1000));
-    // Other users' directories are not in this sandbox.
-    assert!(
-        !spec
-            .mounts
-            .iter()
-            .any(|m| m.target().starts_with("/var/pack/hello/users/0"))
-    );
-    // devmode packs are marked in the spec.
-    s.packs.get_mut("hello").unwrap().sequence[0]
-        .meta
-        .confinement = packfmt::meta::Confinement::Devmode;
-    let r = resolve(&s, &"hello".parse().unwrap()).unwrap();
-    assert!(
-        build_spec(&Paths::new("/r"), &r, &invocation, &ctx)
-            .unwrap()
-            .devmode
-    );
+    let theirs = build_spec(&Paths::new("/r"), &resolved, &other, &context()).unwrap();
+    assert_ne!(theirs.mounts, spec.mounts);
 }

@@ -3,12 +3,14 @@
 //! exited) to whoever waits. A zygote that dies is started again at the next request.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use confine::SandboxSpec;
 use confine::helper::Frame;
-use confine::zygote::{Handover, MAX_MESSAGE, Reply, Request, recv, send};
+use confine::zygote::{
+    Handover, MAX_MESSAGE, Reply, Request, SlotReady, Template, TemplateReady, recv, send,
+};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -31,29 +33,63 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// Starts `spec` in this slot with `fds` (stdin, stdout, stderr, status pipe, exit pipe).
-    /// Gives everything back when the slot cannot take it (it died, or its frame differs).
+    /// Starts `spec` in this slot with `fds` (stdin, stdout, stderr, status pipe, exit pipe),
+    /// its file system built as `template` says (for [`Template::Join`], the template follows),
+    /// in the pack's network namespace when `net` (it comes last). Returns the supervisor and the slot's socket (a [`Template::Build`] answer
+    /// comes on it); gives everything back when the slot cannot take it (it died, or its
+    /// frame differs).
     #[allow(clippy::result_large_err)]
     pub fn hand_over(
         self,
         spec: SandboxSpec,
-        fds: Vec<OwnedFd>,
-    ) -> Result<Started, (SandboxSpec, Vec<OwnedFd>)> {
+        fds: &[RawFd],
+        template: Template,
+        net: bool,
+    ) -> Result<(Started, OwnedFd), SandboxSpec> {
         if Frame::of(&spec) != self.frame {
-            return Err((spec, fds));
+            return Err(spec);
         }
-        let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
         let msg = Handover {
             spec: Box::new(spec),
+            template,
+            net,
         };
         // The slot's socket is blocking and empty: one packet of a few KiB never waits.
-        match send(self.sock.as_fd(), &msg, &raw) {
-            Ok(()) => Ok(self.started),
+        match send(self.sock.as_fd(), &msg, fds) {
+            Ok(()) => Ok((self.started, self.sock)),
             Err(e) => {
                 tracing::debug!(error = %e, "a prepared sandbox slot is gone");
-                Err((*msg.spec, fds))
+                Err(*msg.spec)
             }
         }
+    }
+}
+
+impl Slot {
+    /// Waits (blocking) until the slot has built its frame and waits for a launch.
+    pub fn wait_ready(&self) -> Result<(), String> {
+        let mut buf = [0u8; 64];
+        match recv::<SlotReady>(self.sock.as_fd(), &mut buf) {
+            Ok(Some((SlotReady {}, _))) => Ok(()),
+            Ok(None) => Err("it exited while preparing (see the log above)".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The template a slot sent on `sock` after [`Template::Build`], if it sent one. Call once the
+/// app has started: the slot sends it before that, or never.
+pub fn take_template(sock: &OwnedFd) -> Option<OwnedFd> {
+    // SAFETY: fcntl on a descriptor we own; non-blocking, so a slot that sent nothing cannot
+    // make us wait.
+    unsafe {
+        let flags = libc::fcntl(sock.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(sock.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    let mut buf = [0u8; 64];
+    match recv::<TemplateReady>(sock.as_fd(), &mut buf) {
+        Ok(Some((TemplateReady {}, mut fds))) => fds.pop(),
+        _ => None,
     }
 }
 
@@ -61,6 +97,7 @@ enum Outgoing {
     Launch {
         spec: Box<SandboxSpec>,
         fds: Vec<OwnedFd>,
+        net: bool,
         reply: oneshot::Sender<Result<(Started, Vec<OwnedFd>), String>>,
     },
     Prepare {
@@ -85,12 +122,18 @@ impl Zygote {
     }
 
     /// Asks the zygote to start `spec` with `fds` (stdin, stdout, stderr, status pipe, exit
-    /// pipe).
-    pub async fn launch(&self, spec: SandboxSpec, fds: Vec<OwnedFd>) -> Result<Started, String> {
+    /// pipe, and the pack's network namespace when `net`).
+    pub async fn launch(
+        &self,
+        spec: SandboxSpec,
+        fds: Vec<OwnedFd>,
+        net: bool,
+    ) -> Result<Started, String> {
         let (reply, rx) = oneshot::channel();
         self.send(Outgoing::Launch {
             spec: Box::new(spec),
             fds,
+            net,
             reply,
         })
         .await?;
@@ -179,7 +222,7 @@ async fn run(
                 next_id += 1;
                 let id = next_id;
                 let (request, fds, reply) = match out {
-                    Outgoing::Launch { spec, fds, reply } => (Request::Launch { id, spec }, fds, reply),
+                    Outgoing::Launch { spec, fds, net, reply } => (Request::Launch { id, spec, net }, fds, reply),
                     Outgoing::Prepare { frame, reply } => (Request::Prepare { id, frame }, Vec::new(), reply),
                 };
                 let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();

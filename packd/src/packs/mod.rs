@@ -23,10 +23,25 @@ pub struct PackManager {
     pub pack_binary: PathBuf,
     /// Whether the kernel has AppArmor (profiles are then loaded, not only written).
     pub apparmor: bool,
+    /// Emptied around every task: a template must not show, or keep mounted, what a change
+    /// replaces.
+    pub templates: std::sync::Arc<crate::launch::templates::MountTemplates>,
+    /// A removed pack's network namespace is forgotten.
+    pub networks: std::sync::Arc<crate::launch::networks::PackNetworks>,
 }
 
 impl Handlers for PackManager {
     fn run(&self, mode: Mode, ctx: &TaskCtx<'_>) -> Result<()> {
+        self.templates.clear();
+        let result = self.run_task(mode, ctx);
+        // A launch racing with the task may have made a template of what it just changed.
+        self.templates.clear();
+        result
+    }
+}
+
+impl PackManager {
+    fn run_task(&self, mode: Mode, ctx: &TaskCtx<'_>) -> Result<()> {
         use Mode::*;
         use TaskKind::*;
         match (ctx.kind, mode) {
@@ -354,6 +369,7 @@ impl PackManager {
             fsutil::remove_file_if_exists(&blob).ctx("remove", &blob)?;
         }
         link::remove_current(&self.paths, name)?;
+        self.networks.forget(name);
         let dir = self.paths.pack_dir(name);
         fsutil::remove_dir_if_empty(&dir).ctx("remove", &dir)?;
         let profiles = self.paths.profiles_dir().join(name);
@@ -383,6 +399,10 @@ impl PackManager {
         let mut errors = Vec::new();
         for (name, rev) in mounts {
             let target = self.paths.mount_dir(name, *rev);
+            // Still mounted (packd restarted, the system did not): nothing to do.
+            if mount::is_mountpoint(&target).unwrap_or(false) {
+                continue;
+            }
             let result = fsutil::ensure_dir(&target, 0o755)
                 .ctx("create", &target)
                 .and_then(|_| mount::mount_blob(&self.paths.blob(name, *rev), &target));

@@ -37,6 +37,16 @@ pub fn limits(app: &App) -> Limits {
     }
 }
 
+/// The limits of an app that declares none: what spare sandboxes are made with.
+pub fn default_limits() -> Limits {
+    Limits {
+        memory: None,
+        tasks: Some(DEFAULT_TASKS),
+        cpu_weight: None,
+        devices: devices(),
+    }
+}
+
 /// Where this daemon's sandboxes live in every cgroup hierarchy: `packd/system` for the root
 /// `/`, `packd/root-HASH` for other roots (tests run many daemons side by side).
 pub fn cgroup_parent(root: &Path) -> PathBuf {
