@@ -1,13 +1,27 @@
 #!/bin/sh
 # Benchmarks (not tests): packd against its peers, in the same run, reported as ratios.
-#   pack-vs-mksquashfs   `pack pack` vs `mksquashfs`, same tree and compressor (goal: ratio <= 1.0,
-#                        size within 1%)
-# BENCH_TREE overrides the payload (default: Debian's python3 library trees).
+#   pack       `pack pack` vs `mksquashfs`, same tree and compressor (goal: time ratio <= 1.0,
+#              size within 1%)
+#   launch     `pack run` of a confined no-op app vs `bwrap --unshare-all` of /bin/true (goal:
+#              ratio <= 1.0), back to back and spaced out
+# BENCH=pack|launch runs one section (default: both). BENCH_TREE overrides the pack payload
+# (default: Debian's python3 library trees). BIN names the binaries (`make bench` builds static
+# release binaries and sets it).
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release}
+BENCH=${BENCH:-pack launch}
 WORK=$(mktemp -d /tmp/packd-bench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT INT TERM
+PACKD_PID=""
+cleanup() {
+	if [ -n "$PACKD_PID" ]; then kill "$PACKD_PID" 2>/dev/null || true; wait "$PACKD_PID" 2>/dev/null || true; fi
+	# Unmount what the bench daemon left under its root, deepest first.
+	grep -o " $WORK/[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+bench_pack() {
 RUNS=${RUNS:-3}
 
 # One tree, packed by both tools.
@@ -36,4 +50,55 @@ print(f"{sys.argv[4]:5} pack pack {ours['mean']:.2f}s ± {ours['stddev']:.2f}  "
       f"(goal <= 1.00)  size {size_ours/1e6:.1f} MB vs {size_theirs/1e6:.1f} MB "
       f"({(size_ours/size_theirs-1)*100:+.2f}%, goal within 1%)")
 PY
+done
+}
+
+bench_launch() {
+	RUNS=${LAUNCH_RUNS:-300}
+	ROOT=$WORK/root
+	export PACKD_SOCKET="$ROOT/run/packd.socket"
+	"$BIN/packd" --root "$ROOT" >"$WORK/packd.log" 2>&1 &
+	PACKD_PID=$!
+	i=0
+	until [ -S "$PACKD_SOCKET" ]; do
+		i=$((i + 1)); [ $i -lt 200 ] || { cat "$WORK/packd.log"; exit 1; }
+		sleep 0.05
+	done
+	"$BIN/pack" base build busybox "$WORK/busybox.pack" >/dev/null
+	mkdir -p "$WORK/tools/meta"
+	printf "name: tools\nversion: '1'\nbase: busybox\napps:\n  noop:\n    command: /bin/true\n" \
+		>"$WORK/tools/meta/pack.yaml"
+	"$BIN/pack" pack "$WORK/tools" --output "$WORK/tools.pack" >/dev/null
+	"$BIN/pack" install "$WORK/busybox.pack" --dangerous >/dev/null
+	"$BIN/pack" install "$WORK/tools.pack" --dangerous >/dev/null
+	"$BIN/pack" run tools.noop
+	BWRAP="bwrap --ro-bind / / --dev /dev --proc /proc --unshare-all /bin/true"
+	echo "== pack run vs bwrap ($(nproc) cores, $RUNS runs each)"
+	echo "   pack run: pid, mount, ipc, uts, cgroup and network namespaces, a cgroup, Landlock,"
+	echo "   seccomp, capabilities dropped; bwrap: the same namespaces plus a user namespace, no"
+	echo "   cgroup, Landlock or seccomp."
+	for mode in back-to-back spaced; do
+		if [ "$mode" = spaced ]; then set -- --prepare "sleep 0.05"; else set --; fi
+		hyperfine -N --style basic --warmup 20 --runs "$RUNS" "$@" --export-json "$WORK/launch.json" \
+			-n "pack run" "$BIN/pack run tools.noop" -n bwrap "$BWRAP" -n "/bin/true" /bin/true \
+			>/dev/null
+		python3 - "$WORK/launch.json" "$mode" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+ours, theirs, bare = r["pack run"], r["bwrap"], r["/bin/true"]
+ms = lambda x, k: x[k] * 1e3
+print(f"{sys.argv[2]:12} pack run median {ms(ours,'median'):.2f} ms (mean {ms(ours,'mean'):.2f})  "
+      f"bwrap median {ms(theirs,'median'):.2f} ms (mean {ms(theirs,'mean'):.2f})  "
+      f"/bin/true {ms(bare,'median'):.2f} ms  ratio median {ours['median']/theirs['median']:.2f} "
+      f"mean {ours['mean']/theirs['mean']:.2f} (goal <= 1.00)")
+PY
+	done
+}
+
+for section in $BENCH; do
+	case $section in
+	pack) bench_pack ;;
+	launch) bench_launch ;;
+	*) echo "unknown bench section '$section' (known: pack launch)" >&2; exit 2 ;;
+	esac
 done
