@@ -109,6 +109,12 @@ impl Daemon {
         for e in manager.restore(&wanted, &active) {
             tracing::error!(error = %e, "cannot restore an installed pack");
         }
+        let revisions = store.read(|s| crate::packs::profiled_revisions(s, &paths));
+        match crate::packs::profiles::refresh_if_stale(&paths, &revisions, features.apparmor) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(revisions = n, "security profiles rewritten for this packd"),
+            Err(e) => tracing::error!(error = %e, "cannot rewrite the security profiles"),
+        }
         let engine = Engine::start(store.clone(), Box::new(manager));
         // Started here, on the thread that lives as long as the daemon (the zygote dies with it).
         let zygote = crate::launch::zygote::Zygote::start(config.confine_helper.clone())

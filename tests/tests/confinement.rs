@@ -457,3 +457,33 @@ fn each_pack_has_one_private_network() {
         .ok();
     assert_eq!(lo, "unknown\nlo\n");
 }
+
+#[test]
+fn profiles_from_another_packd_are_rewritten_at_start() {
+    require_root!();
+    let mut env = env_with_tools("strict");
+    let profiles = env.root.join("var/lib/packd/profiles");
+    let key_file = profiles.join("system-key");
+    let key = fs::read_to_string(&key_file).unwrap();
+    assert!(key.starts_with("packd "), "{key}");
+    let seccomp = profiles.join("tools/x1/sh.seccomp");
+    let good = fs::read(&seccomp).unwrap();
+    // As an older packd would have left them: another key, another (here: empty) filter.
+    env.stop();
+    fs::write(&key_file, "packd 0.0.0 old").unwrap();
+    fs::write(&seccomp, b"").unwrap();
+    env.start();
+    assert_eq!(fs::read(&seccomp).unwrap(), good);
+    assert_eq!(fs::read_to_string(&key_file).unwrap(), key);
+    assert!(
+        env.log().contains("security profiles rewritten"),
+        "{}",
+        env.log()
+    );
+    env.pack(["run", "tools.sh", "-c", "true"]).ok();
+    // The same packd again: nothing is rewritten.
+    let before = fs::metadata(&seccomp).unwrap().modified().unwrap();
+    env.stop();
+    env.start();
+    assert_eq!(fs::metadata(&seccomp).unwrap().modified().unwrap(), before);
+}

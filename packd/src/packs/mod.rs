@@ -435,6 +435,34 @@ impl PackManager {
 
 /// The revisions that should be mounted: every installed one, except those a removal has
 /// already unmounted, plus those an unfinished install had mounted.
+/// Every revision that has security profiles: the installed ones, and those an unfinished
+/// install has written profiles for.
+pub fn profiled_revisions(state: &State, paths: &Paths) -> Vec<(String, Revision, PackMeta)> {
+    let mut out: Vec<_> = state
+        .packs
+        .values()
+        .flat_map(|p| {
+            p.sequence
+                .iter()
+                .map(|r| (p.name.clone(), r.revision, r.meta.clone()))
+        })
+        .collect();
+    for c in state.changes.values().filter(|c| !c.is_ready()) {
+        if let Plan::Install {
+            name,
+            revision,
+            meta,
+            ..
+        } = &c.plan
+            && paths.profile_dir(name, *revision).is_dir()
+            && !out.iter().any(|(n, r, _)| n == name && r == revision)
+        {
+            out.push((name.clone(), *revision, (**meta).clone()));
+        }
+    }
+    out
+}
+
 pub fn boot_mounts(state: &State) -> Vec<(String, Revision)> {
     let task_reached = |c: &Change, kind: TaskKind| {
         c.tasks

@@ -32,6 +32,50 @@ pub fn write(paths: &Paths, name: &str, rev: Revision, meta: &PackMeta, load: bo
     Ok(())
 }
 
+/// What stored profiles were made by: the packd version and a fingerprint of the policy's
+/// output (so a rebuilt packd whose templates or compiler changed is noticed even at the same
+/// version), and whether AppArmor profiles were loaded. snapd calls this the system key.
+pub fn system_key(apparmor: bool) -> Result<String> {
+    use sha3::{Digest, Sha3_256};
+    let arch = seccomp::host_arch()?;
+    let mut h = Sha3_256::new();
+    for devmode in [false, true] {
+        h.update(seccomp::compile(arch, &[], devmode)?.encode());
+        h.update(apparmor::profile("key", "x1", "app", devmode, &[]));
+    }
+    let fingerprint: String = h.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(format!(
+        "packd {} {arch:?} policy {fingerprint} apparmor {}",
+        env!("CARGO_PKG_VERSION"),
+        if apparmor { "loaded" } else { "absent" }
+    ))
+}
+
+/// Rewrites every installed revision's profiles when they were made by another packd (or for
+/// another kernel), before any launch loads them. Returns how many revisions were rewritten.
+pub fn refresh_if_stale(
+    paths: &Paths,
+    revisions: &[(String, Revision, PackMeta)],
+    apparmor: bool,
+) -> Result<usize> {
+    let key = system_key(apparmor)?;
+    let key_file = paths.profiles_dir().join("system-key");
+    if std::fs::read_to_string(&key_file).ok().as_deref() == Some(key.as_str()) {
+        return Ok(0);
+    }
+    let mut rewritten = 0;
+    for (name, rev, meta) in revisions {
+        write(paths, name, *rev, meta, apparmor)?;
+        rewritten += 1;
+    }
+    // Written last: a crash in between rewrites everything again at the next start.
+    fsutil::write_atomic(&key_file, key.as_bytes(), 0o644).ctx("write", &key_file)?;
+    Ok(rewritten)
+}
+
 pub fn remove(paths: &Paths, name: &str, rev: Revision) -> Result<()> {
     let dir = paths.profile_dir(name, rev);
     fsutil::remove_tree_if_exists(&dir).ctx("remove", &dir)?;
