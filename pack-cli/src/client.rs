@@ -190,14 +190,14 @@ impl Client {
     }
 
     /// Opens the run protocol, handing `fds` over with the request: returns the upgraded
-    /// stream, or the daemon's error.
+    /// stream with what packd already sent on it, or the daemon's error.
     pub async fn upgrade(
         &self,
         path: &str,
         protocol_name: &str,
         json: Vec<u8>,
         fds: &[RawFd],
-    ) -> Result<UnixStream> {
+    ) -> Result<(UnixStream, hyper::body::Bytes)> {
         let req = Self::request(Method::POST, path)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::CONNECTION, "upgrade")
@@ -232,10 +232,9 @@ impl Client {
         let parts = upgraded
             .downcast::<TokioIo<FdStream>>()
             .map_err(|_| protocol("unexpected connection type after the upgrade"))?;
-        if !parts.read_buf.is_empty() {
-            return Err(protocol("packd spoke before the client was ready"));
-        }
-        Ok(parts.io.into_inner().inner)
+        // packd may have spoken already (the launch runs alongside the 101): those bytes were
+        // read with the response and come first.
+        Ok((parts.io.into_inner().inner, parts.read_buf))
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use packd::api::types::{RUN_PROTOCOL, RunControl, RunEvent, RunRequest};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -61,7 +61,7 @@ async fn session(client: &Client, args: &RunArgs) -> anyhow::Result<i32> {
         });
     }
     // Our stdin, stdout and stderr travel with the request: the app gets them as they are.
-    let stream = client
+    let (stream, early) = client
         .upgrade(
             "/v2/run",
             RUN_PROTOCOL,
@@ -71,7 +71,7 @@ async fn session(client: &Client, args: &RunArgs) -> anyhow::Result<i32> {
         .await
         .with_context(|| format!("cannot run {}", args.target))?;
     let (read, mut write) = stream.into_split();
-    let mut events = BufReader::new(read).lines();
+    let mut events = BufReader::new(std::io::Cursor::new(early).chain(read)).lines();
     loop {
         tokio::select! {
             line = events.next_line() => {
