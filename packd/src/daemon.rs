@@ -115,6 +115,14 @@ impl Daemon {
             Ok(n) => tracing::info!(revisions = n, "security profiles rewritten for this packd"),
             Err(e) => tracing::error!(error = %e, "cannot rewrite the security profiles"),
         }
+        // The kernel forgets AppArmor profiles at reboot: the current revisions' go back in.
+        let current: Vec<_> = revisions
+            .into_iter()
+            .filter(|(name, rev, _)| active.contains(&(name.clone(), *rev)))
+            .collect();
+        for e in manager.load_profiles(&current) {
+            tracing::error!(error = %e, "cannot load an AppArmor profile");
+        }
         let engine = Engine::start(store.clone(), Box::new(manager));
         // Started here, on the thread that lives as long as the daemon (the zygote dies with it).
         let zygote = crate::launch::zygote::Zygote::start(config.confine_helper.clone())

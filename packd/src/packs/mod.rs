@@ -433,8 +433,6 @@ impl PackManager {
     }
 }
 
-/// The revisions that should be mounted: every installed one, except those a removal has
-/// already unmounted, plus those an unfinished install had mounted.
 /// Every revision that has security profiles: the installed ones, and those an unfinished
 /// install has written profiles for.
 pub fn profiled_revisions(state: &State, paths: &Paths) -> Vec<(String, Revision, PackMeta)> {
@@ -463,6 +461,8 @@ pub fn profiled_revisions(state: &State, paths: &Paths) -> Vec<(String, Revision
     out
 }
 
+/// The revisions that should be mounted: every installed one, except those a removal has
+/// already unmounted, plus those an unfinished install had mounted.
 pub fn boot_mounts(state: &State) -> Vec<(String, Revision)> {
     let task_reached = |c: &Change, kind: TaskKind| {
         c.tasks

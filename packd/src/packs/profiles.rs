@@ -56,6 +56,8 @@ pub fn system_key(apparmor: bool) -> Result<String> {
 
 /// Rewrites every installed revision's profiles when they were made by another packd (or for
 /// another kernel), before any launch loads them. Returns how many revisions were rewritten.
+/// AppArmor profiles are not loaded here: the caller loads the current revisions' (a label is
+/// per app, so the last one loaded wins).
 pub fn refresh_if_stale(
     paths: &Paths,
     revisions: &[(String, Revision, PackMeta)],
@@ -68,7 +70,7 @@ pub fn refresh_if_stale(
     }
     let mut rewritten = 0;
     for (name, rev, meta) in revisions {
-        write(paths, name, *rev, meta, apparmor)?;
+        write(paths, name, *rev, meta, false)?;
         rewritten += 1;
     }
     // Written last: a crash in between rewrites everything again at the next start.
