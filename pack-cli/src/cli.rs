@@ -21,6 +21,8 @@ Examples:
   sudo pack install hello_1.0_amd64.pack --dangerous
   pack list
   pack run hello -- --greeting hi
+  pack connections hello
+  sudo pack connect hello:network
   sudo pack remove hello
 
 Environment:
@@ -76,6 +78,22 @@ pub enum Command {
         #[command(subcommand)]
         command: DebugCommand,
     },
+    /// List connections: every connected plug, or with NAME all of that pack's plugs and
+    /// slots (connected or not), or with --all every plug of every pack.
+    Connections(ConnectionsArgs),
+    /// Connect a plug to a slot (root).
+    ///
+    /// Without a slot, the only slot that fits: the system's for system interfaces, else the
+    /// only one offered. The connection persists across restarts; apps started afterwards get
+    /// what it grants.
+    Connect(ConnectArgs),
+    /// Disconnect a plug (root). An auto-connected plug disconnected by hand stays
+    /// disconnected, also across refreshes.
+    Disconnect(ConnectArgs),
+    /// List the interfaces packd knows.
+    Interfaces(JsonArgs),
+    /// Show what an interface grants, who provides it, its attributes and who uses it.
+    Interface(InterfaceArgs),
     /// Run an app of an installed pack, confined.
     ///
     /// NAME runs the app named like the pack; NAME.APP another one. Standard input, output
@@ -163,6 +181,45 @@ pub struct RemoveArgs {
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Print JSON (an array of objects with name, version, revision, type, ...).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConnectionsArgs {
+    /// Only this pack's plugs and slots, connected or not.
+    pub name: Option<String>,
+    /// Also list unconnected plugs of every pack.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON: an array of {"interface", "plug", "slot" (null when unconnected), "manual"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConnectArgs {
+    /// The plug, PACK:PLUG.
+    pub plug: String,
+    /// The slot, PACK:SLOT (system:INTERFACE for the system's).
+    pub slot: Option<String>,
+    /// Print the change id and return without waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct JsonArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InterfaceArgs {
+    /// The interface, e.g. network.
+    pub name: String,
+    /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -110,7 +110,20 @@ impl Daemon {
             tracing::error!(error = %e, "cannot restore an installed pack");
         }
         let revisions = store.read(|s| crate::packs::profiled_revisions(s, &paths));
-        match crate::packs::profiles::refresh_if_stale(&paths, &revisions, features.apparmor) {
+        let with_grants: Vec<_> = store.read(|s| {
+            revisions
+                .iter()
+                .map(|(name, rev, meta)| {
+                    let grants = crate::connections::grants_by_app(s, &paths, name, *rev, meta)
+                        .unwrap_or_else(|e| {
+                            tracing::error!(pack = %name, error = %e, "cannot work out its connections");
+                            Default::default()
+                        });
+                    (name.clone(), *rev, meta.clone(), grants)
+                })
+                .collect()
+        });
+        match crate::packs::profiles::refresh_if_stale(&paths, &with_grants, features.apparmor) {
             Ok(0) => {}
             Ok(n) => tracing::info!(revisions = n, "security profiles rewritten for this packd"),
             Err(e) => tracing::error!(error = %e, "cannot rewrite the security profiles"),

@@ -84,7 +84,17 @@ fn apply_one(sys: &dyn Sys, root: &Path, op: &MountOp) -> io::Result<()> {
             target,
             readonly,
         } => {
-            let at = resolve_dir(sys, root, target)?;
+            // A file is bound onto a file (made on a writable scaffold when missing); anything
+            // else onto a directory.
+            let at = if sys.lstat(source)? == Some(Kind::File) {
+                let at = resolve_new(sys, root, target)?;
+                if sys.lstat(&at)?.is_none() {
+                    sys.create_file(&at)?;
+                }
+                at
+            } else {
+                resolve_dir(sys, root, target)?
+            };
             bind(sys, source, &at, *readonly)
         }
         MountOp::Device { source, target } => {

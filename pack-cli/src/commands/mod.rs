@@ -3,6 +3,7 @@
 mod base;
 mod build;
 mod change;
+mod connections;
 mod debug;
 mod info;
 mod install;
@@ -26,6 +27,11 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::List(args) => list::run(&client, &args).await,
         Command::Info(args) => info::run(&client, &args).await,
         Command::Debug { command } => debug::run(&client, &command).await,
+        Command::Connections(args) => connections::list(&client, &args).await,
+        Command::Connect(args) => connections::change(&client, "connect", &args).await,
+        Command::Disconnect(args) => connections::change(&client, "disconnect", &args).await,
+        Command::Interfaces(args) => connections::interfaces(&client, &args).await,
+        Command::Interface(args) => connections::interface(&client, &args).await,
         Command::Run(args) => return run::run(&client, &args).await,
     };
     match result {

@@ -5,6 +5,7 @@
 //! client controls: snapd's CVE-2019-7304 lesson). Root may change the system; anyone may read.
 
 mod changes;
+mod connections;
 pub mod debug;
 pub mod fdpass;
 mod packs;
@@ -61,6 +62,12 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v2/changes", get(changes::list))
         .route("/v2/changes/{id}", get(changes::get))
         .route("/v2/run", post(run::run))
+        .route(
+            "/v2/connections",
+            get(connections::list).post(connections::change),
+        )
+        .route("/v2/interfaces", get(connections::interfaces))
+        .route("/v2/interfaces/{name}", get(connections::interface))
         .route("/v2/debug/sandbox", get(debug::sandbox))
         .route("/v2/debug/apparmor", get(debug::apparmor))
         .fallback(|| async {

@@ -231,6 +231,7 @@ fn plan_install(
 ) -> Result<u64> {
     let meta = inspected.meta;
     let name = meta.name.clone();
+    interfaces::validate(&meta).map_err(|e| Error::bad(format!("cannot install {label}: {e}")))?;
     if let Some(c) = s.change_in_progress(&name) {
         return Err(Error::Conflict(format!(
             "pack {name:?} has change {} ({}) in progress; wait for it with 'pack watch {}'",
@@ -270,6 +271,7 @@ fn plan_install(
         kinds.push(TaskKind::SetupProfiles);
     }
     kinds.push(TaskKind::LinkPack);
+    kinds.push(TaskKind::AutoConnect);
     let tasks = kinds
         .into_iter()
         .map(|k| (k, k.summary(&name, Some(revision))))
@@ -352,6 +354,7 @@ fn plan_remove(s: &mut PackdState, name: &str) -> Result<u64> {
     }
     let revisions: Vec<Revision> = pack.sequence.iter().map(|r| r.revision).collect();
     let tasks = [
+        TaskKind::DisconnectAll,
         TaskKind::UnlinkPack,
         TaskKind::UnmountPack,
         TaskKind::DiscardData,

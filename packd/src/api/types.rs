@@ -165,3 +165,50 @@ pub enum RunControl {
     /// Deliver this signal to the app.
     Signal { signal: i32 },
 }
+
+/// One entry of `GET /v2/connections`: a connection, or an unconnected plug (`slot` null).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    pub interface: String,
+    pub plug: String,
+    pub slot: Option<String>,
+    pub manual: bool,
+}
+
+/// `POST /v2/connections`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    /// `connect` or `disconnect`.
+    pub action: String,
+    pub plug: String,
+    /// `PACK:SLOT`; for connect, absent means the only slot that fits.
+    #[serde(default)]
+    pub slot: Option<String>,
+}
+
+/// An attribute an interface takes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttrInfo {
+    pub name: String,
+    pub required: bool,
+    pub doc: String,
+}
+
+/// One entry of `GET /v2/interfaces`, and (with the details) `GET /v2/interfaces/NAME`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct InterfaceInfo {
+    pub name: String,
+    pub summary: String,
+    pub grants: String,
+    /// `system`, `gadget` or `pack`.
+    pub provider: String,
+    /// `yes`, `default-provider` or `no`.
+    pub auto_connect: String,
+    pub plug_attrs: Vec<AttrInfo>,
+    pub slot_attrs: Vec<AttrInfo>,
+    /// Plugs of installed packs with this interface, `PACK:PLUG`.
+    pub plugs: Vec<String>,
+    /// Slots offered, `PACK:SLOT`.
+    pub slots: Vec<String>,
+}

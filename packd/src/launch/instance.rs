@@ -49,7 +49,15 @@ pub fn prepare(d: &Daemon, target: &AppRef, inv: Invocation) -> Result<Prepared>
 /// [`prepare`] without the strict check, for `pack debug sandbox`, which must show a sandbox
 /// even when it would be refused.
 pub fn prepare_unchecked(d: &Daemon, target: &AppRef, inv: Invocation) -> Result<Prepared> {
-    let resolved = d.store.read(|s| super::resolve(s, target))?;
+    let (resolved, grants) = d.store.read(|s| {
+        let r = super::resolve(s, target)?;
+        let mut by_app =
+            crate::connections::grants_by_app(s, &d.paths, &r.name, r.revision, &r.meta)?;
+        let grants = by_app.remove(&r.app).unwrap_or_default();
+        Ok::<_, Error>((r, grants))
+    })?;
+    let base = d.paths.mount_dir(&resolved.base, resolved.base_revision);
+    let granted = super::granted::resolve(d.paths.root(), &base, grants, inv.uid)?;
     let seccomp = d
         .paths
         .seccomp_profile(&resolved.name, resolved.revision, &resolved.app);
@@ -67,6 +75,7 @@ pub fn prepare_unchecked(d: &Daemon, target: &AppRef, inv: Invocation) -> Result
             hostname: d.hostname.clone(),
             cgroup: None,
             seccomp: Some(seccomp),
+            granted,
         },
         resolved,
         inv,
@@ -89,7 +98,12 @@ impl Prepared {
     pub async fn start(mut self, d: &Arc<Daemon>, stdio: Stdio3) -> Result<Running, (String, i32)> {
         let fail = |e: Error| (e.to_string(), EXIT_NOT_STARTED);
         let r = &self.resolved;
-        let limits = crate::policy::confinement::limits(&r.meta.apps[&r.app]);
+        let mut limits = crate::policy::confinement::limits(&r.meta.apps[&r.app]);
+        limits
+            .devices
+            .extend(self.ctx.granted.devices.iter().cloned());
+        // Spares are prepared with private namespaces: an app sharing the host's takes none.
+        let shares_host = self.ctx.granted.grants.host_network || self.ctx.granted.grants.host_pid;
         let internal = |what: &str, e: &dyn std::fmt::Display| {
             fail(Error::Internal(format!(
                 "cannot {what} the cgroup of {}: {e}",
@@ -99,7 +113,7 @@ impl Prepared {
         // A spare sandbox (cgroup made and joined in the background) when there is one whose
         // device rules are this app's; otherwise the cgroup is made now and joined by the
         // sandbox.
-        let spare = match (&d.cgroups, d.take_spare()) {
+        let spare = match (&d.cgroups, (!shares_host).then(|| d.take_spare()).flatten()) {
             (Some(_), Some(spare)) if spare.limits.devices == limits.devices => Some(spare),
             (_, Some(unfit)) => {
                 tokio::task::spawn_blocking(move || unfit.discard());

@@ -3,6 +3,7 @@
 //! the state; [`instance`] prepares the host side and runs it.
 
 mod env;
+pub mod granted;
 pub mod instance;
 mod mounts;
 pub mod networks;
@@ -12,10 +13,10 @@ pub mod zygote;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use confine::{CgroupJoin, Namespaces, Process, SandboxSpec, SeccompSpec};
+use confine::{CgroupJoin, MountOp, Namespaces, Process, SandboxSpec, SeccompSpec};
 use packfmt::meta::{validate_app_name, validate_pack_name};
 use packfmt::{PackMeta, Revision};
 
@@ -194,6 +195,8 @@ pub struct Context {
     pub cgroup: Option<Vec<PathBuf>>,
     /// The compiled seccomp profile of this app.
     pub seccomp: Option<PathBuf>,
+    /// What the app's connections grant.
+    pub granted: granted::Granted,
 }
 
 /// The sandbox of one app run.
@@ -212,13 +215,46 @@ pub fn build_spec(
         .map(|(inside, _)| inside)
         .collect();
     let devmode = r.meta.confinement == packfmt::meta::Confinement::Devmode;
-    let plan = mounts::plan(paths, r, &ctx.private_tmp, Some(inv.uid));
+    let mut plan = mounts::plan(paths, r, &ctx.private_tmp, Some(inv.uid));
+    let g = &ctx.granted;
+    // Device nodes go in while /dev is still writable, the rest after the sandbox's own.
+    let dev_ro = plan
+        .shared
+        .iter()
+        .position(
+            |op| matches!(op, MountOp::RemountReadonly { target } if target == Path::new("/dev")),
+        )
+        .unwrap_or(plan.shared.len());
+    plan.shared
+        .splice(dev_ro..dev_ro, g.dev_mounts.iter().cloned());
+    plan.shared.extend(g.mounts.iter().cloned());
+    for list in [&mut plan.shared, &mut plan.per_launch] {
+        list.retain(|op| {
+            !(matches!(op, MountOp::MaskDir { .. } | MountOp::MaskFile { .. })
+                && g.grants.unmask.iter().any(|u| op.target() == u))
+        });
+    }
+    let mut landlock =
+        crate::policy::confinement::landlock(&r.name, &r.revision.to_string(), &user_inside);
+    landlock
+        .write
+        .extend(g.grants.landlock_write.iter().cloned());
+    landlock.write.extend(g.writable.iter().cloned());
+    landlock.read.extend(g.grants.landlock_read.iter().cloned());
+    landlock.bind_tcp.extend(&g.grants.bind_tcp);
+    landlock.bind_any |= g.grants.bind_any;
+    landlock.connect_any |= g.grants.connect_any;
+    let namespaces = Namespaces {
+        net: !g.grants.host_network,
+        pid: !g.grants.host_pid,
+        ..Namespaces::default()
+    };
     Ok(SandboxSpec {
         label: crate::policy::apparmor::label(&r.name, &r.app),
         root: paths.mount_dir(&r.base, r.base_revision),
         mounts: plan.shared,
         launch_mounts: plan.per_launch,
-        namespaces: Namespaces::default(),
+        namespaces,
         hostname: ctx.hostname.clone(),
         process: Process {
             argv,
@@ -230,12 +266,8 @@ pub fn build_spec(
             groups: inv.groups.clone(),
         },
         cgroup: ctx.cgroup.clone().map(|dirs| CgroupJoin { dirs }),
-        capabilities: Vec::new(),
-        landlock: Some(crate::policy::confinement::landlock(
-            &r.name,
-            &r.revision.to_string(),
-            &user_inside,
-        )),
+        capabilities: g.grants.capabilities.clone(),
+        landlock: Some(landlock),
         seccomp: ctx.seccomp.clone().map(|profile| SeccompSpec { profile }),
         apparmor: Some(crate::policy::apparmor::label(&r.name, &r.app)),
         devmode,

@@ -107,7 +107,8 @@ pub fn plan(paths: &Paths, r: &Resolved, private_tmp: &Path, user: Option<u32>) 
             noexec: false,
         },
     ];
-    per_launch.extend(proc_and_sys());
+    per_launch.extend(proc());
+    ops.extend(sys());
     Plan {
         shared: ops,
         per_launch,
@@ -161,8 +162,8 @@ fn dev() -> Vec<MountOp> {
 }
 
 /// A new `/proc` with the kernel's knobs read-only and its sensitive files hidden (as runc
-/// does), and a read-only `/sys` with the firmware tables hidden.
-fn proc_and_sys() -> Vec<MountOp> {
+/// does).
+fn proc() -> Vec<MountOp> {
     let mut ops = vec![MountOp::Proc {
         target: "/proc".into(),
     }];
@@ -190,11 +191,18 @@ fn proc_and_sys() -> Vec<MountOp> {
     for dir in ["/proc/acpi", "/proc/scsi"] {
         ops.push(MountOp::MaskDir { target: dir.into() });
     }
-    ops.push(MountOp::Sysfs {
-        target: "/sys".into(),
-    });
-    ops.push(MountOp::MaskDir {
-        target: "/sys/firmware".into(),
-    });
     ops
+}
+
+/// A read-only sysfs with the firmware tables hidden. It reflects the network namespace of
+/// whoever mounts it, which is the same for every launch of a template.
+fn sys() -> Vec<MountOp> {
+    vec![
+        MountOp::Sysfs {
+            target: "/sys".into(),
+        },
+        MountOp::MaskDir {
+            target: "/sys/firmware".into(),
+        },
+    ]
 }

@@ -35,7 +35,7 @@ impl MountTemplates {
         for path in std::iter::once(spec.root.as_path()).chain(sources) {
             identities.push(identity(path)?);
         }
-        serde_json::to_vec(&(&spec.root, &spec.mounts, identities)).ok()
+        serde_json::to_vec(&(&spec.root, &spec.mounts, &spec.namespaces, identities)).ok()
     }
 
     /// A descriptor of the template for `key`, if there is one.

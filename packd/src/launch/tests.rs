@@ -92,6 +92,7 @@ fn context() -> Context {
         hostname: "dev1".into(),
         cgroup: Some(vec!["/sys/fs/cgroup/unified/packd/t/x".into()]),
         seccomp: Some("/r/var/lib/packd/profiles/hello/x3/hello.seccomp".into()),
+        granted: Default::default(),
     }
 }
 
@@ -290,7 +291,7 @@ fn proc_is_hardened() {
     assert!(per_launch.contains(&MountOp::MaskFile {
         target: "/proc/kcore".into()
     }));
-    assert!(per_launch.contains(&MountOp::MaskDir {
+    assert!(spec.mounts.contains(&MountOp::MaskDir {
         target: "/sys/firmware".into()
     }));
     // /proc is mounted before it is hardened.
@@ -316,25 +317,29 @@ fn shared_mounts_hold_nothing_of_a_launch() {
     let spec = spec_for(&state(), "hello");
     for op in &spec.mounts {
         assert!(
-            !matches!(
-                op,
-                MountOp::Proc { .. } | MountOp::Sysfs { .. } | MountOp::Devpts { .. }
-            ),
+            !matches!(op, MountOp::Proc { .. } | MountOp::Devpts { .. }),
             "{op:?} belongs to the launch's namespaces"
         );
         // Mount points may be made once; what is mounted on them is the launch's.
         assert!(
             matches!(op, MountOp::Mkdir { .. })
-                || !["/run", "/dev/shm", "/dev/pts", "/proc", "/sys"]
+                || !["/run", "/dev/shm", "/dev/pts", "/proc"]
                     .iter()
                     .any(|fresh| op.target().starts_with(fresh)),
             "{op:?} must be fresh for each launch"
         );
     }
     let targets: Vec<_> = spec.launch_mounts.iter().map(MountOp::target).collect();
-    for fresh in ["/run", "/dev/shm", "/dev/pts", "/proc", "/sys"] {
+    for fresh in ["/run", "/dev/shm", "/dev/pts", "/proc"] {
         assert!(targets.contains(&std::path::Path::new(fresh)), "{fresh}");
     }
+    // sysfs shows the network namespace that mounts it, the pack's (or the host's, for an
+    // app with network: another template): it is shared, so granted binds can go on it.
+    assert!(
+        spec.mounts
+            .iter()
+            .any(|op| matches!(op, MountOp::Sysfs { .. }))
+    );
     // Two launches of the app by one user share a template; another user gets their own.
     assert_eq!(spec_for(&state(), "hello").mounts, spec.mounts);
     let resolved = resolve(&state(), &"hello".parse().unwrap()).unwrap();

@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod link;
 pub mod mount;
 pub mod profiles;
+mod wiring;
 
 use std::path::PathBuf;
 
@@ -63,6 +64,14 @@ impl PackManager {
             (DiscardPack, Do) => self.discard_pack(ctx),
             // Past the point of no return: nothing to undo.
             (DiscardData | DiscardPack, Undo) => Ok(()),
+            (AutoConnect, Do) => self.auto_connect(ctx),
+            (AutoConnect, Undo) => self.undo_auto_connect(ctx),
+            (Connect, Do) => self.connect(ctx),
+            (Connect, Undo) => self.undo_connect(ctx),
+            (Disconnect, Do) => self.disconnect(ctx),
+            (Disconnect, Undo) => self.undo_disconnect(ctx),
+            (DisconnectAll, Do) => self.disconnect_all(ctx),
+            (DisconnectAll, Undo) => self.undo_disconnect_all(ctx),
         }
     }
 }
@@ -195,7 +204,18 @@ impl PackManager {
 
     fn setup_profiles(&self, ctx: &TaskCtx<'_>) -> Result<()> {
         let p = install_plan(&ctx.plan)?;
-        profiles::write(&self.paths, p.name, p.revision, p.meta, self.apparmor)
+        // A refresh keeps the pack's connections: the new revision gets them from the start.
+        let grants = ctx.store().read(|s| {
+            crate::connections::grants_by_app(s, &self.paths, p.name, p.revision, p.meta)
+        })?;
+        profiles::write(
+            &self.paths,
+            p.name,
+            p.revision,
+            p.meta,
+            self.apparmor,
+            &grants,
+        )
     }
 
     fn remove_new_profiles(&self, ctx: &TaskCtx<'_>) -> Result<()> {

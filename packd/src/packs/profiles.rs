@@ -2,6 +2,9 @@
 //! seccomp profile and an AppArmor profile per app, under `var/lib/packd/profiles/NAME/REV/`.
 //! Launches only load them.
 
+use std::collections::BTreeMap;
+
+use interfaces::Grants;
 use packfmt::meta::Confinement;
 use packfmt::{PackMeta, Revision};
 
@@ -10,18 +13,27 @@ use crate::fsutil;
 use crate::paths::Paths;
 use crate::policy::{apparmor, seccomp};
 
-/// Writes (replacing) every profile of `meta`'s apps; loads the AppArmor ones if `load`.
-pub fn write(paths: &Paths, name: &str, rev: Revision, meta: &PackMeta, load: bool) -> Result<()> {
+/// Writes (replacing) every profile of `meta`'s apps, with what each app's connections
+/// grant (`grants`, by app); loads the AppArmor ones if `load`.
+pub fn write(
+    paths: &Paths,
+    name: &str,
+    rev: Revision,
+    meta: &PackMeta,
+    load: bool,
+    grants: &BTreeMap<String, Grants>,
+) -> Result<()> {
     let dir = paths.profile_dir(name, rev);
     fsutil::ensure_dir(&dir, 0o755).ctx("create", &dir)?;
     let devmode = meta.confinement == Confinement::Devmode;
     let arch = seccomp::host_arch()?;
-    // Interfaces add rules here once connections exist.
-    let profile = seccomp::compile(arch, &[], devmode)?;
+    let none = Grants::default();
     for app in meta.apps.keys() {
+        let g = grants.get(app).unwrap_or(&none);
+        let profile = seccomp::compile(arch, &g.seccomp, devmode)?;
         let path = paths.seccomp_profile(name, rev, app);
         confine::seccomp::store(&profile, &path).ctx("write", &path)?;
-        let text = apparmor::profile(name, &rev.to_string(), app, devmode, &[]);
+        let text = apparmor::profile(name, &rev.to_string(), app, devmode, &g.apparmor);
         let path = paths.apparmor_profile(name, rev, app);
         fsutil::write_atomic(&path, text.as_bytes(), 0o644).ctx("write", &path)?;
     }
@@ -60,7 +72,7 @@ pub fn system_key(apparmor: bool) -> Result<String> {
 /// per app, so the last one loaded wins).
 pub fn refresh_if_stale(
     paths: &Paths,
-    revisions: &[(String, Revision, PackMeta)],
+    revisions: &[(String, Revision, PackMeta, BTreeMap<String, Grants>)],
     apparmor: bool,
 ) -> Result<usize> {
     let key = system_key(apparmor)?;
@@ -69,8 +81,8 @@ pub fn refresh_if_stale(
         return Ok(0);
     }
     let mut rewritten = 0;
-    for (name, rev, meta) in revisions {
-        write(paths, name, *rev, meta, false)?;
+    for (name, rev, meta, grants) in revisions {
+        write(paths, name, *rev, meta, false, grants)?;
         rewritten += 1;
     }
     // Written last: a crash in between rewrites everything again at the next start.

@@ -53,6 +53,15 @@ pub enum TaskKind {
     DiscardData,
     /// Delete the blobs and forget the pack. No undo.
     DiscardPack,
+    /// Connect what the new pack makes connectable by itself (its plugs, others' plugs to its
+    /// slots), and regenerate the affected profiles.
+    AutoConnect,
+    /// Connect one plug to one slot (root's `pack connect`).
+    Connect,
+    /// Disconnect one plug from one slot (root's `pack disconnect`).
+    Disconnect,
+    /// Disconnect every plug and slot of a pack being removed.
+    DisconnectAll,
 }
 
 impl TaskKind {
@@ -70,6 +79,10 @@ impl TaskKind {
             TaskKind::UnmountPack => format!("Unmount pack {name:?}"),
             TaskKind::DiscardData => format!("Remove data of pack {name:?}"),
             TaskKind::DiscardPack => format!("Remove pack {name:?}"),
+            TaskKind::AutoConnect => format!("Auto-connect plugs and slots of pack {name:?}"),
+            TaskKind::Connect => "Connect".to_string(),
+            TaskKind::Disconnect => "Disconnect".to_string(),
+            TaskKind::DisconnectAll => format!("Disconnect plugs and slots of pack {name:?}"),
         }
     }
 }
@@ -117,12 +130,22 @@ pub enum Plan {
         name: String,
         revisions: Vec<Revision>,
     },
+    Connect {
+        plug: interfaces::PortRef,
+        slot: interfaces::PortRef,
+        interface: String,
+    },
+    Disconnect {
+        plug: interfaces::PortRef,
+        slot: interfaces::PortRef,
+    },
 }
 
 impl Plan {
     pub fn pack_name(&self) -> &str {
         match self {
             Plan::Install { name, .. } | Plan::Remove { name, .. } => name,
+            Plan::Connect { plug, .. } | Plan::Disconnect { plug, .. } => &plug.pack,
         }
     }
 }

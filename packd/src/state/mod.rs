@@ -32,6 +32,24 @@ pub struct State {
     pub last_change_id: u64,
     #[serde(default)]
     pub last_task_id: u64,
+    /// Connected plugs and slots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<Connection>,
+    /// Plugs whose auto-connection root undid with `pack disconnect`: never auto-connected
+    /// again (until the pack is removed).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub undesired: std::collections::BTreeSet<interfaces::PortRef>,
+}
+
+/// One connection of a plug to a slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Connection {
+    pub interface: String,
+    pub plug: interfaces::PortRef,
+    pub slot: interfaces::PortRef,
+    /// Made by `pack connect`, not by auto-connection.
+    pub manual: bool,
 }
 
 impl Default for State {
@@ -42,6 +60,8 @@ impl Default for State {
             changes: BTreeMap::new(),
             last_change_id: 0,
             last_task_id: 0,
+            connections: Vec::new(),
+            undesired: Default::default(),
         }
     }
 }

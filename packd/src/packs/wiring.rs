@@ -1,0 +1,224 @@
+//! The do and undo of the connection tasks: auto-connect (install), connect and disconnect
+//! (root's commands), disconnect-all (remove). Each records what it changed before changing
+//! it, so a repeated or undone task restores exactly the previous connections, then rewrites
+//! the profiles of the packs whose plugs changed.
+
+use interfaces::PortRef;
+use packfmt::PackType;
+
+use super::{PackManager, profiles};
+use crate::connections;
+use crate::engine::TaskCtx;
+use crate::error::{Error, Result};
+use crate::state::{Connection, Plan, Store};
+
+impl PackManager {
+    /// Rewrites the profiles of the current revisions of `packs` from their connections.
+    pub(crate) fn regenerate(&self, store: &Store, packs: &[String]) -> Result<()> {
+        for name in packs {
+            let found = store.read(|s| {
+                let pack = s.packs.get(name).filter(|p| p.pack_type == PackType::App)?;
+                let rev = pack.current_revision()?;
+                Some((
+                    rev.revision,
+                    rev.meta.clone(),
+                    connections::grants_by_app(s, &self.paths, name, rev.revision, &rev.meta),
+                ))
+            });
+            let Some((rev, meta, grants)) = found else {
+                continue;
+            };
+            profiles::write(&self.paths, name, rev, &meta, self.apparmor, &grants?)?;
+        }
+        Ok(())
+    }
+
+    /// What the task recorded under `key`, or `compute`d now and recorded.
+    fn recorded<T>(ctx: &TaskCtx<'_>, key: &str, compute: impl FnOnce() -> Result<T>) -> Result<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        if let Some(v) = ctx.get::<T>(key) {
+            return Ok(v);
+        }
+        let v = compute()?;
+        ctx.set(key, &v)?;
+        Ok(v)
+    }
+
+    fn add(&self, store: &Store, conns: &[Connection]) -> Result<()> {
+        store.update(|s| {
+            for c in conns {
+                if !s.connections.contains(c) {
+                    s.connections.push(c.clone());
+                }
+            }
+            Ok(())
+        })?;
+        self.regenerate(store, &connections::affected(conns))
+    }
+
+    fn drop_all(&self, store: &Store, conns: &[Connection]) -> Result<()> {
+        store.update(|s| {
+            s.connections.retain(|c| !conns.contains(c));
+            Ok(())
+        })?;
+        self.regenerate(store, &connections::affected(conns))
+    }
+
+    pub(super) fn auto_connect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let name = ctx.plan.pack_name().to_string();
+        let added: Vec<Connection> = Self::recorded(ctx, "added", || {
+            Ok(ctx
+                .store()
+                .read(|s| connections::auto_connections(s, &name)))
+        })?;
+        for c in &added {
+            tracing::info!(plug = %c.plug, slot = %c.slot, "auto-connected");
+        }
+        self.add(ctx.store(), &added)
+    }
+
+    pub(super) fn undo_auto_connect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let added: Vec<Connection> = ctx.get("added").unwrap_or_default();
+        self.drop_all(ctx.store(), &added)
+    }
+
+    pub(super) fn connect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let Plan::Connect {
+            plug,
+            slot,
+            interface,
+        } = &ctx.plan
+        else {
+            return Err(Error::Internal("connect task in another change".into()));
+        };
+        let was_undesired: bool = Self::recorded(ctx, "was-undesired", || {
+            Ok(ctx.store().read(|s| s.undesired.contains(plug)))
+        })?;
+        let conn = Connection {
+            interface: interface.clone(),
+            plug: plug.clone(),
+            slot: slot.clone(),
+            manual: true,
+        };
+        if was_undesired {
+            ctx.store().update(|s| {
+                s.undesired.remove(plug);
+                Ok(())
+            })?;
+        }
+        self.add(ctx.store(), &[conn])
+    }
+
+    pub(super) fn undo_connect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let Plan::Connect {
+            plug,
+            slot,
+            interface,
+        } = &ctx.plan
+        else {
+            return Err(Error::Internal("connect task in another change".into()));
+        };
+        let conn = Connection {
+            interface: interface.clone(),
+            plug: plug.clone(),
+            slot: slot.clone(),
+            manual: true,
+        };
+        if ctx.get::<bool>("was-undesired") == Some(true) {
+            ctx.store().update(|s| {
+                s.undesired.insert(plug.clone());
+                Ok(())
+            })?;
+        }
+        self.drop_all(ctx.store(), &[conn])
+    }
+
+    fn disconnect_plan(ctx: &TaskCtx<'_>) -> Result<(PortRef, PortRef)> {
+        match &ctx.plan {
+            Plan::Disconnect { plug, slot } => Ok((plug.clone(), slot.clone())),
+            _ => Err(Error::Internal("disconnect task in another change".into())),
+        }
+    }
+
+    pub(super) fn disconnect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let (plug, slot) = Self::disconnect_plan(ctx)?;
+        let removed: Vec<Connection> = Self::recorded(ctx, "removed", || {
+            Ok(ctx.store().read(|s| {
+                s.connections
+                    .iter()
+                    .filter(|c| c.plug == plug && c.slot == slot)
+                    .cloned()
+                    .collect()
+            }))
+        })?;
+        // An auto-connection root undoes stays undone: a refresh must not bring it back.
+        let mark = removed.iter().any(|c| !c.manual);
+        ctx.store().update(|s| {
+            if mark {
+                s.undesired.insert(plug.clone());
+            }
+            Ok(())
+        })?;
+        self.drop_all(ctx.store(), &removed)
+    }
+
+    pub(super) fn undo_disconnect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let (plug, _) = Self::disconnect_plan(ctx)?;
+        let removed: Vec<Connection> = ctx.get("removed").unwrap_or_default();
+        if removed.iter().any(|c| !c.manual) {
+            ctx.store().update(|s| {
+                s.undesired.remove(&plug);
+                Ok(())
+            })?;
+        }
+        self.add(ctx.store(), &removed)
+    }
+
+    pub(super) fn disconnect_all(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let name = ctx.plan.pack_name().to_string();
+        let removed: Vec<Connection> = Self::recorded(ctx, "removed", || {
+            Ok(ctx.store().read(|s| {
+                s.connections
+                    .iter()
+                    .filter(|c| c.plug.pack == name || c.slot.pack == name)
+                    .cloned()
+                    .collect()
+            }))
+        })?;
+        let undesired: Vec<PortRef> = Self::recorded(ctx, "undesired", || {
+            Ok(ctx.store().read(|s| {
+                s.undesired
+                    .iter()
+                    .filter(|p| p.pack == name)
+                    .cloned()
+                    .collect()
+            }))
+        })?;
+        for c in &removed {
+            tracing::info!(plug = %c.plug, slot = %c.slot, "disconnected: pack removed");
+        }
+        ctx.store().update(|s| {
+            s.connections.retain(|c| !removed.contains(c));
+            s.undesired.retain(|p| !undesired.contains(p));
+            Ok(())
+        })?;
+        // The removed pack's own profiles go with it; the other side's lose the grants.
+        let others: Vec<String> = connections::affected(&removed)
+            .into_iter()
+            .filter(|p| *p != name)
+            .collect();
+        self.regenerate(ctx.store(), &others)
+    }
+
+    pub(super) fn undo_disconnect_all(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let removed: Vec<Connection> = ctx.get("removed").unwrap_or_default();
+        let undesired: Vec<PortRef> = ctx.get("undesired").unwrap_or_default();
+        ctx.store().update(|s| {
+            s.undesired.extend(undesired);
+            Ok(())
+        })?;
+        self.add(ctx.store(), &removed)
+    }
+}
