@@ -138,6 +138,59 @@ mod tests {
         parses(&dev).unwrap();
     }
 
+    /// Every interface's snippets, with attributes of each kind, inside a profile.
+    #[test]
+    fn every_interface_snippet_passes_the_real_parser() {
+        use packfmt::meta::Port;
+        let attrs = |v: serde_json::Value| serde_json::from_value(v).unwrap();
+        for iface in interfaces::CATALOG {
+            let (plug_attrs, slot_attrs) = match iface.name {
+                "content" => (
+                    serde_json::json!({"target": "$PACK_DATA/in"}),
+                    serde_json::json!({"read": ["$PACK/a"], "write": ["$PACK_COMMON/b"]}),
+                ),
+                "serial-port" => (
+                    serde_json::json!({}),
+                    serde_json::json!({"path": "/dev/ttyUSB0"}),
+                ),
+                "i2c" => (
+                    serde_json::json!({}),
+                    serde_json::json!({"path": "/dev/i2c-1"}),
+                ),
+                "gpio" => (serde_json::json!({}), serde_json::json!({"number": 17})),
+                "network-bind" => (serde_json::json!({"ports": [8080]}), serde_json::json!({})),
+                _ => (serde_json::json!({}), serde_json::json!({})),
+            };
+            let plug = Port {
+                name: "p".into(),
+                interface: iface.name.into(),
+                attrs: attrs(plug_attrs),
+            };
+            let slot = Port {
+                name: "s".into(),
+                interface: iface.name.into(),
+                attrs: attrs(slot_attrs),
+            };
+            let side = |pack: &'static str, port| interfaces::Side {
+                pack,
+                revision: "x1".into(),
+                port,
+                host_pack: "/r/pack/x/x1".into(),
+                host_data: "/r/var/pack/x/x1".into(),
+                host_common: "/r/var/pack/x/common".into(),
+            };
+            let g = interfaces::Connection {
+                plug: side("app", &plug),
+                slot: side("other", &slot),
+                host_root: std::path::Path::new("/r"),
+            }
+            .grants()
+            .unwrap();
+            let text = profile("app", "x1", "run", false, &g.apparmor);
+            parses(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", iface.name));
+        }
+    }
+
     #[test]
     fn the_parser_is_a_real_check() {
         assert!(parses("profile broken { this is not apparmor }").is_err());

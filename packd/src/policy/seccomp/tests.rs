@@ -502,3 +502,37 @@ mod enforced {
         assert_eq!(in_filtered_child(attempt), -i64::from(libc::SIGSYS));
     }
 }
+
+/// Every rule an interface can add compiles for both architectures.
+#[test]
+fn interface_rules_compile_for_every_arch() {
+    let mut rules = Vec::new();
+    for name in ["network", "network-bind", "mount-observe"] {
+        let port = packfmt::meta::Port {
+            name: name.into(),
+            interface: name.into(),
+            attrs: Default::default(),
+        };
+        let slot = interfaces::system_slot(name).unwrap();
+        let side = |port| interfaces::Side {
+            pack: "app",
+            revision: "x1".into(),
+            port,
+            host_pack: Default::default(),
+            host_data: Default::default(),
+            host_common: Default::default(),
+        };
+        let g = interfaces::Connection {
+            plug: side(&port),
+            slot: side(&slot),
+            host_root: std::path::Path::new("/"),
+        }
+        .grants()
+        .unwrap();
+        rules.extend(g.seccomp);
+    }
+    assert!(rules.len() >= 7);
+    for arch in [Arch::X86_64, Arch::Aarch64] {
+        compile(arch, &rules, false).unwrap_or_else(|e| panic!("{arch:?}: {e}"));
+    }
+}
