@@ -124,7 +124,12 @@ fn every_generated_apparmor_profile_passes_the_parser() {
     env.install(&env.build(&dir));
     let mut profiles = Vec::new();
     for pack in fs::read_dir(env.root.join("var/lib/packd/profiles")).unwrap() {
-        for rev in fs::read_dir(pack.unwrap().path()).unwrap() {
+        // Beside the packs' directories: the system key.
+        let pack = pack.unwrap().path();
+        if !pack.is_dir() {
+            continue;
+        }
+        for rev in fs::read_dir(pack).unwrap() {
             for f in fs::read_dir(rev.unwrap().path()).unwrap() {
                 let p = f.unwrap().path();
                 if p.extension() == Some(OsStr::new("apparmor")) {
