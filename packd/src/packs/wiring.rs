@@ -84,24 +84,29 @@ impl PackManager {
         self.drop_all(ctx.store(), &added)
     }
 
+    /// The connection a connect change makes (manual: root asked for it).
+    fn connect_plan(ctx: &TaskCtx<'_>) -> Result<Connection> {
+        match &ctx.plan {
+            Plan::Connect {
+                plug,
+                slot,
+                interface,
+            } => Ok(Connection {
+                interface: interface.clone(),
+                plug: plug.clone(),
+                slot: slot.clone(),
+                manual: true,
+            }),
+            _ => Err(Error::Internal("connect task in another change".into())),
+        }
+    }
+
     pub(super) fn connect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
-        let Plan::Connect {
-            plug,
-            slot,
-            interface,
-        } = &ctx.plan
-        else {
-            return Err(Error::Internal("connect task in another change".into()));
-        };
+        let conn = Self::connect_plan(ctx)?;
+        let plug = &conn.plug;
         let was_undesired: bool = Self::recorded(ctx, "was-undesired", || {
             Ok(ctx.store().read(|s| s.undesired.contains(plug)))
         })?;
-        let conn = Connection {
-            interface: interface.clone(),
-            plug: plug.clone(),
-            slot: slot.clone(),
-            manual: true,
-        };
         if was_undesired {
             ctx.store().update(|s| {
                 s.undesired.remove(plug);
@@ -112,23 +117,10 @@ impl PackManager {
     }
 
     pub(super) fn undo_connect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
-        let Plan::Connect {
-            plug,
-            slot,
-            interface,
-        } = &ctx.plan
-        else {
-            return Err(Error::Internal("connect task in another change".into()));
-        };
-        let conn = Connection {
-            interface: interface.clone(),
-            plug: plug.clone(),
-            slot: slot.clone(),
-            manual: true,
-        };
+        let conn = Self::connect_plan(ctx)?;
         if ctx.get::<bool>("was-undesired") == Some(true) {
             ctx.store().update(|s| {
-                s.undesired.insert(plug.clone());
+                s.undesired.insert(conn.plug.clone());
                 Ok(())
             })?;
         }
