@@ -329,11 +329,26 @@ fn bad_plugs_slots_and_interfaces_get_clear_errors() {
         "name: odd\nversion: '1'\nbase: busybox\nplugs:\n  x:\n    interface: teleport\napps:\n  sh:\n    command: /bin/sh\n",
         &[],
     );
+    // `pack pack` refuses it...
+    let err = env.pack([OsStr::new("pack"), dir.as_os_str()]).fails(1);
+    assert!(
+        err.contains("plug \"x\": unknown interface \"teleport\"; known interfaces: content,"),
+        "{err}"
+    );
+    // ...and so does packd, for an image made by another tool.
+    let image = env.dir.path().join("odd.pack");
+    let status = std::process::Command::new("mksquashfs")
+        .arg(&dir)
+        .arg(&image)
+        .args(["-noappend", "-all-root", "-quiet", "-no-progress"])
+        .status()
+        .expect("mksquashfs is installed by make test");
+    assert!(status.success());
     let before = env.snapshot();
     let err = env
         .pack([
             OsStr::new("install"),
-            env.build(&dir).as_os_str(),
+            image.as_os_str(),
             OsStr::new("--dangerous"),
         ])
         .fails(1);

@@ -24,6 +24,8 @@ pub fn run(args: &PackArgs) -> anyhow::Result<()> {
         );
     }
     let meta = PackMeta::from_dir(&args.dir)?;
+    // Caught here rather than at install: the same check packd makes.
+    interfaces::validate(&meta).map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?;
     check_commands(&args.dir, &meta)?;
     let output = match &args.output {
         Some(o) => o.clone(),

@@ -231,7 +231,6 @@ fn plan_install(
 ) -> Result<u64> {
     let meta = inspected.meta;
     let name = meta.name.clone();
-    interfaces::validate(&meta).map_err(|e| Error::bad(format!("cannot install {label}: {e}")))?;
     if let Some(c) = s.change_in_progress(&name) {
         return Err(Error::Conflict(format!(
             "pack {name:?} has change {} ({}) in progress; wait for it with 'pack watch {}'",

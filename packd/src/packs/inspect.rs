@@ -89,6 +89,9 @@ pub fn inspect(path: &Path, label: &str) -> Result<Inspected> {
             )));
         }
     }
+    // Plugs and slots: known interfaces, attributes in their grammar, slots this type of pack
+    // may provide.
+    interfaces::validate(&meta).map_err(|e| Error::bad(format!("{label}: {e}")))?;
     if meta.pack_type == PackType::Base {
         gadget_kernel_base::base::check_mount_points(&|d| dirs.contains(Path::new(d)))
             .map_err(|m| Error::bad(format!("{label}: {m}")))?;
