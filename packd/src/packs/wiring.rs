@@ -46,24 +46,46 @@ impl PackManager {
         Ok(v)
     }
 
-    fn add(&self, store: &Store, conns: &[Connection]) -> Result<()> {
+    /// Applies `change` to the connections, then rewrites the affected profiles; when that
+    /// fails, puts the connections (and whatever profiles were rewritten) back, so a failed
+    /// task leaves nothing half done.
+    fn rewire(
+        &self,
+        store: &Store,
+        conns: &[Connection],
+        change: impl Fn(&mut Vec<Connection>),
+    ) -> Result<()> {
+        let before = store.read(|s| s.connections.clone());
         store.update(|s| {
-            for c in conns {
-                if !s.connections.contains(c) {
-                    s.connections.push(c.clone());
-                }
-            }
+            change(&mut s.connections);
             Ok(())
         })?;
-        self.regenerate(store, &connections::affected(conns))
+        let packs = connections::affected(conns);
+        let result = self.regenerate(store, &packs);
+        if result.is_err() {
+            let restored = store.update(|s| {
+                s.connections = before;
+                Ok(())
+            });
+            if let Err(e) = restored.and_then(|()| self.regenerate(store, &packs)) {
+                tracing::error!(error = %e, "cannot put the previous connections back");
+            }
+        }
+        result
+    }
+
+    fn add(&self, store: &Store, conns: &[Connection]) -> Result<()> {
+        self.rewire(store, conns, |all| {
+            for c in conns {
+                if !all.contains(c) {
+                    all.push(c.clone());
+                }
+            }
+        })
     }
 
     fn drop_all(&self, store: &Store, conns: &[Connection]) -> Result<()> {
-        store.update(|s| {
-            s.connections.retain(|c| !conns.contains(c));
-            Ok(())
-        })?;
-        self.regenerate(store, &connections::affected(conns))
+        self.rewire(store, conns, |all| all.retain(|c| !conns.contains(c)))
     }
 
     pub(super) fn auto_connect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
@@ -107,13 +129,14 @@ impl PackManager {
         let was_undesired: bool = Self::recorded(ctx, "was-undesired", || {
             Ok(ctx.store().read(|s| s.undesired.contains(plug)))
         })?;
+        self.add(ctx.store(), std::slice::from_ref(&conn))?;
         if was_undesired {
             ctx.store().update(|s| {
-                s.undesired.remove(plug);
+                s.undesired.remove(&conn.plug);
                 Ok(())
             })?;
         }
-        self.add(ctx.store(), &[conn])
+        Ok(())
     }
 
     pub(super) fn undo_connect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
@@ -146,14 +169,14 @@ impl PackManager {
             }))
         })?;
         // An auto-connection root undoes stays undone: a refresh must not bring it back.
-        let mark = removed.iter().any(|c| !c.manual);
-        ctx.store().update(|s| {
-            if mark {
+        self.drop_all(ctx.store(), &removed)?;
+        if removed.iter().any(|c| !c.manual) {
+            ctx.store().update(|s| {
                 s.undesired.insert(plug.clone());
-            }
-            Ok(())
-        })?;
-        self.drop_all(ctx.store(), &removed)
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     pub(super) fn undo_disconnect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
@@ -191,17 +214,12 @@ impl PackManager {
         for c in &removed {
             tracing::info!(plug = %c.plug, slot = %c.slot, "disconnected: pack removed");
         }
+        // The other side's profiles lose the grants (the removed pack's own go with it later).
+        self.drop_all(ctx.store(), &removed)?;
         ctx.store().update(|s| {
-            s.connections.retain(|c| !removed.contains(c));
             s.undesired.retain(|p| !undesired.contains(p));
             Ok(())
-        })?;
-        // The removed pack's own profiles go with it; the other side's lose the grants.
-        let others: Vec<String> = connections::affected(&removed)
-            .into_iter()
-            .filter(|p| *p != name)
-            .collect();
-        self.regenerate(ctx.store(), &others)
+        })
     }
 
     pub(super) fn undo_disconnect_all(&self, ctx: &TaskCtx<'_>) -> Result<()> {
