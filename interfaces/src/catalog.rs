@@ -273,7 +273,8 @@ pub const CATALOG: &[Interface] = &[
         name: "packd-control",
         summary: "manage packd (install, remove, connect) from inside a pack",
         grants: "packd's API socket at $PACKD_SOCKET, with the rights of the app's user. \
-                 Privileged: never connected by itself.",
+                 Privileged: never connected by itself. Not available yet: this packd does not \
+                 yet put its socket into sandboxes, so a connection grants nothing so far.",
         provider: Provider::System,
         auto_connect: AutoConnect::No,
         plug_attrs: &[],
@@ -341,9 +342,9 @@ pub const CATALOG: &[Interface] = &[
     Interface {
         name: "shutdown",
         summary: "reboot or power off the device through packd",
-        grants: "packd's API socket at $PACKD_SOCKET, limited to `POST /v2/system` with \
-                 {\"action\": \"reboot\"} or {\"action\": \"power-off\"}: packd shuts down cleanly \
-                 (services stopped first). The reboot system call itself stays denied.",
+        grants: "Reboot or power-off requested through packd (services stopped first), never \
+                 the reboot system call, which stays denied. Not available yet: this packd does \
+                 not yet put its socket into sandboxes, so a connection grants nothing so far.",
         provider: Provider::System,
         auto_connect: AutoConnect::No,
         plug_attrs: &[],
