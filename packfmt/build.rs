@@ -45,6 +45,10 @@ fn pkg_config_var(package: &str, name: &str) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // The metadata-only build (no `image` feature) links no C library.
+    if env::var_os("CARGO_FEATURE_IMAGE").is_none() {
+        return;
+    }
     // Static: every `pack` and `packd` start would otherwise load six shared libraries that
     // most commands (`pack run` above all) never use. The archives come with the -dev packages
     // `make deps` installs; pkg-config says where they are and what libsquashfs needs.

@@ -13,8 +13,8 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
-use packd::api::fdpass::send_with_fds;
-use packd::api::types::{ChangeInfo, Envelope, ErrorResult};
+use packd_api::fdpass::send_with_fds;
+use packd_api::types::{ChangeInfo, Envelope, ErrorResult};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
@@ -239,7 +239,7 @@ impl Client {
 }
 
 /// A connection whose first write carries descriptors (SCM_RIGHTS): the daemon takes them
-/// with the request, saving a round trip (see `packd::api::fdpass`).
+/// with the request, saving a round trip (see `packd_api::fdpass`).
 struct FdStream {
     inner: UnixStream,
     /// Sent with the first bytes written, then empty.

@@ -1,10 +1,10 @@
 //! `pack`: the packd command-line tool. Also the target of the launchers in `pack/bin`: run as
 //! `hello` or `hello.tool`, it runs that app (`pack run hello.tool ARGS…`).
 
-mod cli;
 mod client;
 mod commands;
-mod output;
+
+use pack_cli::{cli, output};
 
 use std::ffi::OsString;
 use std::path::Path;

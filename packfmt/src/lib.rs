@@ -10,10 +10,12 @@
 //!
 //! It does no privileged work and knows nothing about the daemon.
 
+#[cfg(feature = "image")]
 pub mod image;
 pub mod meta;
 pub mod revision;
 
+#[cfg(feature = "image")]
 pub use image::{Compression, ImageError, WriteOptions};
 pub use meta::{MetaError, PackMeta, PackType};
 pub use revision::Revision;

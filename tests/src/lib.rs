@@ -51,7 +51,7 @@ pub fn bin_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("target directory")
         .to_path_buf();
-    for bin in ["pack", "packd", "pack-confine"] {
+    for bin in ["pack", "pack-build", "packd", "pack-confine"] {
         assert!(
             dir.join(bin).is_file(),
             "{} is missing: build the binaries first (cargo build --workspace --bins; make test does)",

@@ -21,11 +21,11 @@ pub fn loopback_up() -> Result<(), StepError> {
     }
     // SAFETY: valid socket and ifreq pointer.
     let result = unsafe {
-        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req) < 0 {
             Err(fail("cannot read the flags of lo"))
         } else {
             req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &req) < 0 {
                 Err(fail("cannot bring lo up"))
             } else {
                 Ok(())

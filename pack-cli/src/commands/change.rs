@@ -1,7 +1,7 @@
 //! Following a change to its end, with a spinner naming the task under way.
 
 use anyhow::bail;
-use packd::api::types::{ChangeInfo, Envelope};
+use packd_api::types::{ChangeInfo, Envelope};
 
 use crate::client::Client;
 

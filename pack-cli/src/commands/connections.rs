@@ -1,6 +1,6 @@
 //! `pack connections|connect|disconnect|interfaces|interface`.
 
-use packd::api::types::{ConnectRequest, ConnectionInfo, InterfaceInfo};
+use packd_api::types::{ConnectRequest, ConnectionInfo, InterfaceInfo};
 
 use super::change::{change_id, follow};
 use crate::cli::{ConnectArgs, ConnectionsArgs, InterfaceArgs, JsonArgs};

@@ -1,6 +1,6 @@
 //! `pack debug sandbox|apparmor NAME.APP`.
 
-use packd::api::debug::{AppArmorReport, SandboxReport};
+use packd_api::debug::{AppArmorReport, SandboxReport};
 
 use crate::cli::DebugCommand;
 use crate::client::Client;

@@ -1,6 +1,6 @@
 //! `pack info NAME [--json]`.
 
-use packd::api::types::PackInfo;
+use packd_api::types::PackInfo;
 
 use crate::cli::InfoArgs;
 use crate::client::Client;

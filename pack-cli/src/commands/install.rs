@@ -1,7 +1,7 @@
 //! `pack install FILE --dangerous`.
 
 use anyhow::{Context, bail};
-use packd::api::types::PackInfo;
+use packd_api::types::PackInfo;
 
 use super::change::{change_id, follow};
 use crate::cli::InstallArgs;

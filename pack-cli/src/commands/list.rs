@@ -1,6 +1,6 @@
 //! `pack list [--json]`.
 
-use packd::api::types::PackInfo;
+use packd_api::types::PackInfo;
 
 use crate::cli::ListArgs;
 use crate::client::Client;

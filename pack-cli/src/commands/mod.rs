@@ -1,7 +1,5 @@
 //! One module per command; each returns the process exit status.
 
-mod base;
-mod build;
 mod change;
 mod connections;
 mod debug;
@@ -20,8 +18,8 @@ pub const EXIT_FAILURE: i32 = 1;
 pub async fn dispatch(cli: Cli) -> i32 {
     let client = Client::new(&cli.socket);
     let result = match cli.command {
-        Command::Pack(args) => build::run(&args),
-        Command::Base { command } => base::run(&command),
+        // Building links libsquashfs, which `pack` does not: `pack-build` does it.
+        Command::Pack(_) | Command::Base { .. } => build_helper(),
         Command::Install(args) => install::run(&client, &args).await,
         Command::Remove(args) => remove::run(&client, &args).await,
         Command::List(args) => list::run(&client, &args).await,
@@ -41,4 +39,23 @@ pub async fn dispatch(cli: Cli) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// Replaces this process with `pack-build` (installed next to `pack`), given the same
+/// arguments; returns only when it cannot.
+fn build_helper() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find where pack is installed")?;
+    let helper = exe.with_file_name("pack-build");
+    let err = std::process::Command::new(&helper)
+        .arg0("pack")
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(err).with_context(|| {
+        format!(
+            "cannot start {} (pack pack and pack base build need it beside pack; reinstall packd)",
+            helper.display()
+        )
+    })
 }

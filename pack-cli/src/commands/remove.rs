@@ -3,7 +3,7 @@
 use super::change::{change_id, follow};
 use crate::cli::RemoveArgs;
 use crate::client::Client;
-use packd::api::types::PackAction;
+use packd_api::types::PackAction;
 
 pub async fn run(client: &Client, args: &RemoveArgs) -> anyhow::Result<()> {
     for name in &args.names {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use packd::api::types::{RUN_PROTOCOL, RunControl, RunEvent, RunRequest};
+use packd_api::types::{RUN_PROTOCOL, RunControl, RunEvent, RunRequest};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Extension, Query, State};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::Peer;
 use super::response::{ApiResult, sync};
@@ -17,22 +17,10 @@ pub struct AppQuery {
     app: String,
 }
 
-/// One sandbox layer and its state on this kernel.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Layer {
-    pub layer: String,
-    pub state: String,
-}
+pub use packd_api::debug::{AppArmorReport, Layer};
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct SandboxReport {
-    pub app: String,
-    pub confinement: String,
-    pub layers: Vec<Layer>,
-    /// The spec a run by the caller would get (its cgroup name is an example).
-    pub spec: confine::SandboxSpec,
-}
+/// The report with the daemon's own spec type.
+pub type SandboxReport = packd_api::debug::SandboxReport<confine::SandboxSpec>;
 
 /// `GET /v2/debug/sandbox?app=NAME.APP`: the spec and which layers are active.
 pub async fn sandbox(
@@ -71,16 +59,6 @@ pub async fn sandbox(
     .await
     .map_err(|e| Error::Internal(format!("cannot build the report: {e}")))??;
     Ok(sync(report))
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct AppArmorReport {
-    pub app: String,
-    pub label: String,
-    pub profile: String,
-    /// Whether the kernel has AppArmor (and so whether the profile is loaded and enforced).
-    pub kernel: String,
 }
 
 /// `GET /v2/debug/apparmor?app=NAME.APP`: the app's generated AppArmor profile.

@@ -7,11 +7,10 @@
 mod changes;
 mod connections;
 pub mod debug;
-pub mod fdpass;
+pub use packd_api::{fdpass, types};
 mod packs;
 pub mod response;
 mod run;
-pub mod types;
 
 use std::convert::Infallible;
 use std::future::Future;

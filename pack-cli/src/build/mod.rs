@@ -1,4 +1,7 @@
-//! `pack pack DIR`: validate and build a package, no daemon involved.
+//! What `pack-build` does: `pack pack DIR` (validate and build a package) and `pack base
+//! build` ([`base`]), no daemon involved.
+
+pub mod base;
 
 use std::path::PathBuf;
 
@@ -6,7 +9,16 @@ use anyhow::{Context, bail};
 use packfmt::image::{SpecialFiles, WriteOptions, write_image};
 use packfmt::{Compression, PackMeta};
 
-use crate::cli::{CompressionArg, PackArgs};
+use crate::cli::{Cli, Command, CompressionArg, PackArgs};
+
+/// Runs a building command; any other is refused (it belongs to `pack`).
+pub fn dispatch(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Pack(args) => run(args),
+        Command::Base { command } => base::run(command),
+        _ => bail!("pack-build only runs 'pack pack' and 'pack base build'; use pack"),
+    }
+}
 
 pub fn compression(c: CompressionArg) -> Compression {
     match c {

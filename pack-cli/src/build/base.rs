@@ -4,7 +4,7 @@ use anyhow::Context;
 use gadget_kernel_base::base::{BaseKind, BuildOptions, build_base};
 use packfmt::WriteOptions;
 
-use super::build::compression;
+use super::compression;
 use crate::cli::{BaseCommand, BaseKindArg};
 
 pub fn run(cmd: &BaseCommand) -> anyhow::Result<()> {
