@@ -474,6 +474,8 @@ fn build(
         seccomp,
     };
     let sys = LinuxSys;
+    // Taken now, while the host is in reach.
+    let launch_trees = mounts::detach_binds(&sys, &spec.launch_mounts)?;
     let new_mount_ns = || {
         nix::sched::unshare(CloneFlags::CLONE_NEWNS)
             .map_err(|e| StepError::nix(Step::Namespaces, e))
@@ -505,7 +507,7 @@ fn build(
             new_mount_ns()?;
         }
     }
-    mounts::apply(&sys, Path::new("/"), &spec.launch_mounts)?;
+    mounts::apply_launch(&sys, &spec.launch_mounts, launch_trees)?;
     if spec.namespaces.uts {
         nix::unistd::sethostname(&spec.hostname).map_err(|e| StepError::nix(Step::Hostname, e))?;
     }

@@ -143,8 +143,8 @@ pub enum MountOp {
         #[serde(default)]
         noexec: bool,
     },
-    /// A bind mount of a host directory, or of a host file onto a file (created on a writable
-    /// scaffold when missing); always `nosuid,nodev`.
+    /// A bind mount of a host directory, or of a host file or socket onto a file (created on a
+    /// writable scaffold when missing); always `nosuid,nodev`.
     Bind {
         source: PathBuf,
         target: PathBuf,

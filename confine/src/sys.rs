@@ -39,6 +39,11 @@ pub trait Sys {
     fn lstat(&self, path: &Path) -> io::Result<Option<Kind>>;
     /// Makes `new_root` the root of the mount namespace and detaches the old one.
     fn pivot_root(&self, new_root: &Path) -> io::Result<()>;
+    /// A detached copy of the mount at `source` (`open_tree(OPEN_TREE_CLONE)`, not following
+    /// a symlink there), and what `source` is, to attach in another mount namespace later.
+    fn clone_tree(&self, source: &Path) -> io::Result<(std::os::fd::OwnedFd, Kind)>;
+    /// Attaches a tree from [`Sys::clone_tree`] at `target` (`move_mount`).
+    fn attach_tree(&self, tree: std::os::fd::BorrowedFd<'_>, target: &Path) -> io::Result<()>;
 }
 
 /// The real kernel.
@@ -158,6 +163,61 @@ impl Sys for LinuxSys {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn clone_tree(&self, source: &Path) -> io::Result<(std::os::fd::OwnedFd, Kind)> {
+        use std::os::fd::FromRawFd;
+        let c = cpath(source)?;
+        // SAFETY: open_tree with a valid path; the descriptor is owned below.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_open_tree,
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_SYMLINK_NOFOLLOW as u32,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        let st = nix::sys::stat::fstat(&fd).map_err(io::Error::from)?;
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFREG => Kind::File,
+            libc::S_IFLNK => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a symlink; bind sources must not be",
+                        source.display()
+                    ),
+                ));
+            }
+            _ => Kind::Other,
+        };
+        Ok((fd, kind))
+    }
+
+    fn attach_tree(&self, tree: std::os::fd::BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let c = cpath(target)?;
+        // SAFETY: move_mount of a detached tree we hold onto a valid path.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     fn pivot_root(&self, new_root: &Path) -> io::Result<()> {
@@ -292,6 +352,15 @@ pub mod fake {
         }
         fn pivot_root(&self, new_root: &Path) -> io::Result<()> {
             self.record(format!("pivot_root {}", new_root.display()));
+            Ok(())
+        }
+        fn clone_tree(&self, source: &Path) -> io::Result<(std::os::fd::OwnedFd, Kind)> {
+            self.record(format!("clone_tree {}", source.display()));
+            let kind = self.lstat(source)?.unwrap_or(Kind::Other);
+            Ok((std::fs::File::open("/dev/null")?.into(), kind))
+        }
+        fn attach_tree(&self, _: std::os::fd::BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+            self.record(format!("attach_tree {}", target.display()));
             Ok(())
         }
     }

@@ -66,6 +66,10 @@ const CONTENT_TAG: Rule = Rule {
 };
 
 /// The whole catalog, in name order.
+/// AppArmor rules for the pack's API socket (packd itself is unconfined).
+const PACKD_SOCKET_RULES: &str =
+    "/run/packd.socket rw,\nunix (connect, send, receive) type=stream peer=(label=unconfined),";
+
 pub const CATALOG: &[Interface] = &[
     Interface {
         name: "content",
@@ -272,15 +276,17 @@ pub const CATALOG: &[Interface] = &[
     Interface {
         name: "packd-control",
         summary: "manage packd (install, remove, connect) from inside a pack",
-        grants: "packd's API socket at $PACKD_SOCKET, with the rights of the app's user. \
-                 Privileged: never connected by itself. Not available yet: this packd does not \
-                 yet put its socket into sandboxes, so a connection grants nothing so far.",
+        grants: "packd's API at /run/packd.socket ($PACKD_SOCKET), with the rights of the \
+                 app's user: the pack's own socket, so packd knows which pack asks and stops \
+                 answering the moment the plug is disconnected. Privileged: never connected \
+                 by itself.",
         provider: Provider::System,
         auto_connect: AutoConnect::No,
         plug_attrs: &[],
         slot_attrs: &[],
         grant: |_, g| {
             g.socket = Some(Socket::Control);
+            g.apparmor.push(PACKD_SOCKET_RULES.into());
             Ok(())
         },
     },
@@ -342,15 +348,17 @@ pub const CATALOG: &[Interface] = &[
     Interface {
         name: "shutdown",
         summary: "reboot or power off the device through packd",
-        grants: "Reboot or power-off requested through packd (services stopped first), never \
-                 the reboot system call, which stays denied. Not available yet: this packd does \
-                 not yet put its socket into sandboxes, so a connection grants nothing so far.",
+        grants: "Reboot or power-off requested through packd: POST /v2/system with \
+                 {\"action\": \"reboot\"} or {\"action\": \"power-off\"} on /run/packd.socket \
+                 ($PACKD_SOCKET), the only request that socket answers. The reboot system \
+                 call stays denied.",
         provider: Provider::System,
         auto_connect: AutoConnect::No,
         plug_attrs: &[],
         slot_attrs: &[],
         grant: |_, g| {
             g.socket = Some(Socket::Shutdown);
+            g.apparmor.push(PACKD_SOCKET_RULES.into());
             Ok(())
         },
     },

@@ -46,7 +46,7 @@ pub struct Device {
 }
 
 /// Access to packd's API socket from inside a sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Socket {
     /// Only the shutdown request.

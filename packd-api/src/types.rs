@@ -212,3 +212,9 @@ pub struct InterfaceInfo {
     /// Slots offered, `PACK:SLOT`.
     pub slots: Vec<String>,
 }
+
+/// `POST /v2/system`: `{"action": "reboot"}` or `{"action": "power-off"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SystemRequest {
+    pub action: String,
+}

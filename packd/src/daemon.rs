@@ -29,6 +29,8 @@ pub struct Config {
     pub pack_binary: PathBuf,
     /// The `pack-confine` helper that builds sandboxes.
     pub confine_helper: PathBuf,
+    /// Runs reboots and power-offs (`COMMAND reboot|power-off`); `None`: `reboot`/`poweroff`.
+    pub system_command: Option<PathBuf>,
 }
 
 pub struct Daemon {
@@ -50,6 +52,8 @@ pub struct Daemon {
     pub templates: Arc<MountTemplates>,
     /// Each pack's network namespace.
     pub networks: Arc<PackNetworks>,
+    /// The API sockets bound into sandboxes.
+    pub pack_sockets: crate::api::sockets::PackSockets,
     /// Sandboxes prepared for the next launches.
     spares: Spares,
     launches: AtomicU64,
@@ -104,6 +108,8 @@ impl Daemon {
             networks: networks.clone(),
         };
         clean_uploads(&paths, &store);
+        // Sockets of a previous run: each is made again when an app that may use it starts.
+        let _ = fsutil::remove_tree_if_exists(&paths.pack_sockets_dir());
         let (wanted, active) =
             store.read(|s| (crate::packs::boot_mounts(s), crate::packs::active_links(s)));
         for e in manager.restore(&wanted, &active) {
@@ -155,6 +161,7 @@ impl Daemon {
             zygote,
             templates,
             networks,
+            pack_sockets: Default::default(),
             spares: Spares::default(),
             launches: AtomicU64::new(0),
         }))
@@ -269,8 +276,9 @@ impl Daemon {
                 _ = int.recv() => {},
             }
         };
-        crate::api::serve(listener, crate::api::router(self.clone()), shutdown).await;
+        crate::api::serve(listener, crate::api::router(self.clone()), shutdown, None).await;
         tracing::info!("stopping");
+        self.pack_sockets.stop(self);
         let spares = self.spares.stop();
         let me = self.clone();
         let _ = tokio::task::spawn_blocking(move || {

@@ -24,6 +24,11 @@ struct Args {
     /// The `pack-confine` sandbox helper [default: next to packd].
     #[arg(long, value_name = "PATH")]
     confine_helper: Option<PathBuf>,
+    /// What carries out a reboot or power-off asked for through the API (the shutdown
+    /// interface, or root): run as `COMMAND reboot` or `COMMAND power-off`
+    /// [default: `reboot` or `poweroff` from PATH].
+    #[arg(long, value_name = "COMMAND", env = "PACKD_SYSTEM_COMMAND")]
+    system_command: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -79,6 +84,7 @@ fn main() -> anyhow::Result<()> {
             Some(p) => p,
             None => sibling("pack-confine")?,
         },
+        system_command: args.system_command,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

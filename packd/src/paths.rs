@@ -118,6 +118,22 @@ impl Paths {
         self.run_dir().join("cgroup-parent")
     }
 
+    /// `run/packd/api` (root 0700): the API sockets bound into sandboxes, one per pack and
+    /// access (`NAME.control.socket`, `NAME.shutdown.socket`).
+    pub fn pack_sockets_dir(&self) -> PathBuf {
+        self.run_dir().join("api")
+    }
+
+    /// The API socket of `name`'s apps that have `access`.
+    pub fn pack_socket(&self, name: &str, access: interfaces::grants::Socket) -> PathBuf {
+        let kind = match access {
+            interfaces::grants::Socket::Control => "control",
+            interfaces::grants::Socket::Shutdown => "shutdown",
+        };
+        self.pack_sockets_dir()
+            .join(format!("{name}.{kind}.socket"))
+    }
+
     /// The default API socket, `run/packd.socket`.
     pub fn socket(&self) -> PathBuf {
         self.root.join("run/packd.socket")

@@ -382,3 +382,179 @@ fn bad_plugs_slots_and_interfaces_get_clear_errors() {
     let all = json(&env.pack(["interfaces", "--json"]).ok());
     assert_eq!(all.as_array().unwrap().len(), 15);
 }
+
+/// A pack `name` with the given top-level plugs and two apps: `api`, the probe making one
+/// request to packd's API from inside (`pack run NAME.api METHOD PATH [BODY]`), and `sh`.
+fn install_api_client(env: &Env, name: &str, plugs: &str) {
+    let yaml = format!(
+        "name: {name}\nversion: '1'\nbase: busybox\n{plugs}apps:\n  api:\n    command: bin/probe --api\n  sh:\n    command: /bin/sh\n"
+    );
+    let dir = write_pack_dir(env.dir.path(), name, &yaml, &[]);
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    fs::copy(packd_tests::probe::probe_binary(), dir.join("bin/probe")).unwrap();
+    env.install(&env.build(&dir));
+}
+
+/// The probe's answer: status code, then the envelope.
+fn api_answer(out: &str) -> (String, serde_json::Value) {
+    let (status, body) = out.split_once('\n').unwrap_or((out, ""));
+    let body = if body.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        json(body.trim())
+    };
+    (status.trim().to_string(), body)
+}
+
+#[test]
+fn packd_control_opens_the_api_to_a_pack_until_disconnected() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    install_api_client(&env, "ctl", "plugs:\n  packd-control:\n");
+    // Privileged: not connected by itself, and without it there is no socket inside.
+    assert_eq!(
+        connections(&env, &["ctl"]),
+        serde_json::json!([{"interface": "packd-control", "plug": "ctl:packd-control", "slot": null, "manual": false}])
+    );
+    let err = env.pack(["run", "ctl.api", "GET", "/v2/packs"]).fails(3);
+    assert!(err.contains("/run/packd.socket"), "{err}");
+
+    env.pack(["connect", "ctl:packd-control"]).ok();
+    let (status, body) = api_answer(&env.pack(["run", "ctl.api", "GET", "/v2/packs"]).ok());
+    assert_eq!(status, "200", "{body}");
+    let names: Vec<&str> = body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"ctl") && names.contains(&"busybox"),
+        "{body}"
+    );
+
+    // An app that is already running loses the API the moment the plug is disconnected.
+    let go = env.root.join("var/pack/ctl/common/go");
+    let mut running = env
+        .cmd()
+        .args([
+            "run",
+            "ctl.sh",
+            "-c",
+            "while [ ! -e /var/pack/ctl/common/go ]; do sleep 0.05; done; \
+             /pack/ctl/current/bin/probe --api GET /v2/packs",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It is running once its sandbox has the socket: wait for the pack's socket on the host.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.root.join("run/packd/api/ctl.control.socket").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the pack's socket never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    env.pack(["disconnect", "ctl:packd-control"]).ok();
+    fs::write(&go, "").unwrap();
+    let mut out = String::new();
+    running
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(running.wait().unwrap().success());
+    let (status, body) = api_answer(&out);
+    assert_eq!(status, "403", "{body}");
+    assert!(
+        body["result"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pack connect ctl:packd-control"),
+        "{body}"
+    );
+    // And later launches get no socket at all.
+    env.pack(["run", "ctl.api", "GET", "/v2/packs"]).fails(3);
+}
+
+#[test]
+fn shutdown_asks_packd_for_a_reboot_and_nothing_else() {
+    require_root!();
+    let mut env = Env::stopped();
+    // The system command is a script that writes down what it was asked to do.
+    let actions = env.dir.path().join("actions");
+    let script = env.dir.path().join("system-command");
+    fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$1\" >> {}\n", actions.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.set_daemon_env("PACKD_SYSTEM_COMMAND", script.to_str().unwrap());
+    env.start();
+    env.install_base();
+    install_api_client(&env, "sd", "plugs:\n  shutdown:\n");
+    env.pack(["run", "sd.api", "GET", "/v2/packs"]).fails(3);
+    env.pack(["connect", "sd:shutdown"]).ok();
+
+    let reboot = r#"{"action": "reboot"}"#;
+    let (status, body) = api_answer(
+        &env.pack(["run", "sd.api", "POST", "/v2/system", reboot])
+            .ok(),
+    );
+    assert_eq!(status, "200", "{body}");
+    assert_eq!(fs::read_to_string(&actions).unwrap(), "reboot\n");
+    // Nothing else answers on that socket.
+    let (status, body) = api_answer(&env.pack(["run", "sd.api", "GET", "/v2/packs"]).ok());
+    assert_eq!(status, "403", "{body}");
+    let (status, _) = api_answer(
+        &env.pack([
+            "run",
+            "sd.api",
+            "POST",
+            "/v2/connections",
+            r#"{"action": "connect", "plug": "sd:network"}"#,
+        ])
+        .ok(),
+    );
+    assert_eq!(status, "403");
+    let (status, body) = api_answer(
+        &env.pack([
+            "run",
+            "sd.api",
+            "POST",
+            "/v2/system",
+            r#"{"action": "explode"}"#,
+        ])
+        .ok(),
+    );
+    assert_eq!(status, "400", "{body}");
+    assert_eq!(fs::read_to_string(&actions).unwrap(), "reboot\n");
+
+    // On the main socket: refused to an ordinary user, done for root.
+    let host_probe = |nobody: bool| {
+        let mut c = std::process::Command::new(packd_tests::probe::probe_binary());
+        c.args(["--api", "POST", "/v2/system", r#"{"action": "power-off"}"#])
+            .env("PACKD_SOCKET", &env.socket);
+        if nobody {
+            // SAFETY: setgid/setuid in the child before exec.
+            unsafe {
+                c.pre_exec(|| {
+                    if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let o = c.output().unwrap();
+        api_answer(&String::from_utf8_lossy(&o.stdout))
+    };
+    assert_eq!(host_probe(true).0, "403");
+    assert_eq!(fs::read_to_string(&actions).unwrap(), "reboot\n");
+    assert_eq!(host_probe(false).0, "200");
+    assert_eq!(fs::read_to_string(&actions).unwrap(), "reboot\npower-off\n");
+}

@@ -2,6 +2,7 @@
 //! `pivot_root`. Runs inside the new mount namespace, so nothing here is visible on the host.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::MsFlags;
@@ -49,6 +50,74 @@ pub fn apply(sys: &dyn Sys, root: &Path, ops: &[MountOp]) -> Result<(), StepErro
     Ok(())
 }
 
+/// The host side of a launch's own binds: their sources are out of reach once the sandbox's
+/// file system is entered (a template is joined, or the root pivoted), so each is cloned as a
+/// detached tree before, in op order (`None` for the other ops).
+pub fn detach_binds(
+    sys: &dyn Sys,
+    ops: &[MountOp],
+) -> Result<Vec<Option<(OwnedFd, Kind)>>, StepError> {
+    ops.iter()
+        .map(|op| match op {
+            MountOp::Bind { source, .. } => sys
+                .clone_tree(source)
+                .map(Some)
+                .map_err(|e| StepError::io(Step::Mount(op.describe()), e)),
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// Applies a launch's own mounts inside the sandbox (root `/`), attaching the binds
+/// [`detach_binds`] cloned.
+pub fn apply_launch(
+    sys: &dyn Sys,
+    ops: &[MountOp],
+    trees: Vec<Option<(OwnedFd, Kind)>>,
+) -> Result<(), StepError> {
+    let root = Path::new("/");
+    for (op, tree) in ops.iter().zip(trees) {
+        let done = match (op, tree) {
+            (
+                MountOp::Bind {
+                    target, readonly, ..
+                },
+                Some((tree, kind)),
+            ) => attach(sys, root, target, tree.as_fd(), kind, *readonly),
+            (op, _) => apply_one(sys, root, op),
+        };
+        done.map_err(|e| StepError::io(Step::Mount(op.describe()), e))?;
+    }
+    Ok(())
+}
+
+/// A cloned tree attached at `target` (a file, or a socket, onto a file made when missing;
+/// a directory onto a directory), then `nosuid,nodev` (and `ro`) as every bind.
+fn attach(
+    sys: &dyn Sys,
+    root: &Path,
+    target: &Path,
+    tree: BorrowedFd<'_>,
+    kind: Kind,
+    readonly: bool,
+) -> io::Result<()> {
+    let at = if matches!(kind, Kind::File | Kind::Other) {
+        let at = resolve_new(sys, root, target)?;
+        if sys.lstat(&at)?.is_none() {
+            sys.create_file(&at)?;
+        }
+        at
+    } else {
+        resolve_dir(sys, root, target)?
+    };
+    sys.attach_tree(tree, &at)?;
+    let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | NOSUID_NODEV;
+    if readonly {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    sys.mount(None, &at, None, flags, None)
+}
+
 pub fn pivot(sys: &dyn Sys, root: &Path) -> Result<(), StepError> {
     sys.pivot_root(root)
         .map_err(|e| StepError::io(Step::PivotRoot, e))
@@ -84,9 +153,9 @@ fn apply_one(sys: &dyn Sys, root: &Path, op: &MountOp) -> io::Result<()> {
             target,
             readonly,
         } => {
-            // A file is bound onto a file (made on a writable scaffold when missing); anything
-            // else onto a directory.
-            let at = if sys.lstat(source)? == Some(Kind::File) {
+            // A file or a socket is bound onto a file (made on a writable scaffold when
+            // missing); anything else onto a directory.
+            let at = if matches!(sys.lstat(source)?, Some(Kind::File | Kind::Other)) {
                 let at = resolve_new(sys, root, target)?;
                 if sys.lstat(&at)?.is_none() {
                     sys.create_file(&at)?;
@@ -392,6 +461,40 @@ mod tests {
             "pivot_root /r",
         ];
         assert_eq!(calls.as_slice(), expected);
+    }
+
+    #[test]
+    fn launch_binds_are_cloned_on_the_host_and_attached_inside() {
+        let sys = RecordingSys::with_dirs(&["/", "/run"]);
+        sys.tree
+            .borrow_mut()
+            .insert("/host/api.socket".into(), Kind::Other);
+        let ops = vec![
+            MountOp::Tmpfs {
+                target: "/run".into(),
+                mode: 0o755,
+                size: None,
+                noexec: false,
+            },
+            MountOp::Bind {
+                source: "/host/api.socket".into(),
+                target: "/run/packd.socket".into(),
+                readonly: false,
+            },
+        ];
+        let trees = detach_binds(&sys, &ops).unwrap();
+        assert!(trees[0].is_none() && trees[1].is_some());
+        apply_launch(&sys, &ops, trees).unwrap();
+        let calls = sys.calls.borrow();
+        let at = |c: &str| calls.iter().position(|x| x.starts_with(c)).unwrap();
+        // Cloned before anything is mounted; a socket goes onto a file made for it.
+        assert_eq!(at("clone_tree /host/api.socket"), 0);
+        assert!(at("mount tmpfs /run") < at("touch /run/packd.socket"));
+        assert!(at("touch /run/packd.socket") < at("attach_tree /run/packd.socket"));
+        assert!(
+            calls.last().unwrap().contains("MS_NOSUID | MS_NODEV"),
+            "{calls:?}"
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //!
 //! The caller is known only by `SO_PEERCRED` (integers from the kernel, never a string the
 //! client controls: snapd's CVE-2019-7304 lesson). Root may change the system; anyone may read.
+//! Requests from inside sandboxes come on a pack's own socket ([`sockets`]) and are limited to
+//! what its connections allow.
 
 mod changes;
 mod connections;
@@ -11,6 +13,8 @@ pub use packd_api::{fdpass, types};
 mod packs;
 pub mod response;
 mod run;
+pub mod sockets;
+mod system;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -34,6 +38,16 @@ pub struct Peer {
     pub pid: Option<i32>,
     /// Supplementary groups (SO_PEERGROUPS).
     pub groups: Vec<u32>,
+    /// The pack whose socket the request came on; `None` on the main socket.
+    pub origin: Option<Origin>,
+}
+
+/// A pack's socket: which pack, and what its connections gave it when the socket was made
+/// (checked again against the current connections at every request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub pack: String,
+    pub access: interfaces::Socket,
 }
 
 impl Peer {
@@ -69,6 +83,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v2/interfaces/{name}", get(connections::interface))
         .route("/v2/debug/sandbox", get(debug::sandbox))
         .route("/v2/debug/apparmor", get(debug::apparmor))
+        .route("/v2/system", post(system::action))
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -76,6 +91,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
                 "no such API endpoint; is the pack client newer than packd?",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            daemon.clone(),
+            sockets::authorize,
+        ))
         .with_state(daemon)
 }
 
@@ -112,9 +131,14 @@ impl PassedFds {
     }
 }
 
-/// Serves connections until `shutdown` resolves. Each connection's peer credentials are
-/// attached to its requests.
-pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Output = ()>) {
+/// Serves connections until `shutdown` resolves. Each connection's peer credentials, and the
+/// pack whose socket it is (`origin`), are attached to its requests.
+pub async fn serve(
+    listener: UnixListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    origin: Option<Origin>,
+) {
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -133,6 +157,7 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
                 gid: c.gid(),
                 pid: c.pid(),
                 groups: peer_groups(&stream),
+                origin: origin.clone(),
             },
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read peer credentials; dropping connection");

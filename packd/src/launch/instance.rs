@@ -141,6 +141,18 @@ impl Prepared {
             (None, None) => (None, None),
         };
         self.ctx.cgroup = cgroup.as_ref().map(Cgroup::dirs);
+        if let Some(access) = self.ctx.granted.grants.socket
+            && let Err(e) = d.pack_sockets.ensure(d, &r.name, access)
+        {
+            if let Some(cg) = cgroup {
+                let _ = tokio::task::spawn_blocking(move || {
+                    cg.kill();
+                    cg.remove(Duration::from_secs(2))
+                })
+                .await;
+            }
+            return Err(fail(e));
+        }
         let mut running = Running {
             pidfd: None,
             exited: None,

@@ -228,6 +228,17 @@ pub fn build_spec(
     plan.shared
         .splice(dev_ro..dev_ro, g.dev_mounts.iter().cloned());
     plan.shared.extend(g.mounts.iter().cloned());
+    // packd's API, as far as the connections allow: the pack's own socket, in the launch's
+    // fresh /run (see `api::sockets`).
+    let mut env = env;
+    if let Some(access) = g.grants.socket {
+        plan.per_launch.push(MountOp::Bind {
+            source: paths.pack_socket(&r.name, access),
+            target: crate::api::sockets::INSIDE.into(),
+            readonly: false,
+        });
+        env.insert("PACKD_SOCKET".into(), crate::api::sockets::INSIDE.into());
+    }
     for list in [&mut plan.shared, &mut plan.per_launch] {
         list.retain(|op| {
             !(matches!(op, MountOp::MaskDir { .. } | MountOp::MaskFile { .. })

@@ -193,7 +193,48 @@ fn run_check(f: CheckFn, args: &Args) -> Outcome {
     }
 }
 
+/// `probe --api METHOD PATH [BODY]`: one request to packd's API at `$PACKD_SOCKET` (or
+/// `/run/packd.socket`); prints the status code on the first line and the body after it. Exits
+/// 3 when the socket cannot be reached.
+fn api(args: &[String]) -> i32 {
+    use std::io::{Read, Write};
+    let [method, path, rest @ ..] = args else {
+        eprintln!("usage: probe --api METHOD PATH [BODY]");
+        return 2;
+    };
+    let body = rest.first().map(String::as_str).unwrap_or("");
+    let socket = std::env::var("PACKD_SOCKET").unwrap_or_else(|_| "/run/packd.socket".into());
+    let mut s = match std::os::unix::net::UnixStream::connect(&socket) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot connect to {socket}: {e}");
+            return 3;
+        }
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: packd\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answer = String::new();
+    if let Err(e) = s
+        .write_all(request.as_bytes())
+        .and_then(|()| s.read_to_string(&mut answer))
+    {
+        eprintln!("cannot talk to {socket}: {e}");
+        return 3;
+    }
+    let status = answer.split(' ').nth(1).unwrap_or("?");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    println!("{status}\n{body}");
+    0
+}
+
 fn main() {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.first().map(String::as_str) == Some("--api") {
+        std::process::exit(api(&all[1..]));
+    }
     let (args, list) = match parse_args() {
         Ok(a) => a,
         Err(msg) => {

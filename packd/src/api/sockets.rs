@@ -1,0 +1,136 @@
+//! The API sockets bound into sandboxes: one per pack and access level, made the first time an
+//! app with a `packd-control` or `shutdown` connection starts, at `run/packd/api/` (root-only
+//! directory) on the host and at `/run/packd.socket` inside.
+//!
+//! Why a socket per pack rather than the main one: the listener a request arrives on says which
+//! pack sent it, with nothing to parse or trust (a sandbox sees only its own socket, and host
+//! users cannot reach the directory). What the pack may do is decided per request from the
+//! *current* connections ([`authorize`]), so a disconnection takes effect at once, even for
+//! apps still running with the socket.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use interfaces::Socket;
+use tokio::task::JoinHandle;
+
+use super::response::ApiError;
+use super::{Origin, Peer};
+use crate::daemon::Daemon;
+use crate::error::{IoContext, Result};
+use crate::fsutil;
+
+/// Where a sandbox finds its socket.
+pub const INSIDE: &str = "/run/packd.socket";
+
+/// The listeners made so far, by pack and access.
+#[derive(Default)]
+pub struct PackSockets {
+    listening: Mutex<HashMap<(String, Socket), JoinHandle<()>>>,
+}
+
+impl PackSockets {
+    /// The host path of `pack`'s socket for `access`, listening from now on.
+    pub fn ensure(&self, d: &Arc<Daemon>, pack: &str, access: Socket) -> Result<PathBuf> {
+        let path = d.paths.pack_socket(pack, access);
+        let mut listening = self
+            .listening
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (pack.to_string(), access);
+        if listening.get(&key).is_some_and(|t| !t.is_finished()) && path.exists() {
+            return Ok(path);
+        }
+        let dir = d.paths.pack_sockets_dir();
+        fsutil::ensure_dir(&dir, 0o700).ctx("create", &dir)?;
+        fsutil::remove_file_if_exists(&path).ctx("remove the stale socket", &path)?;
+        let std_listener = std::os::unix::net::UnixListener::bind(&path).ctx("listen on", &path)?;
+        // Any user of the sandbox may connect; only sandboxes can reach it (the directory is
+        // root's alone).
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+            .ctx("set the mode of", &path)?;
+        std_listener
+            .set_nonblocking(true)
+            .ctx("set up the socket", &path)?;
+        let listener = tokio::net::UnixListener::from_std(std_listener).ctx("listen on", &path)?;
+        let origin = Origin {
+            pack: pack.to_string(),
+            access,
+        };
+        let router = super::router(d.clone());
+        let task = tokio::spawn(super::serve(
+            listener,
+            router,
+            std::future::pending(),
+            Some(origin),
+        ));
+        if let Some(old) = listening.insert(key, task) {
+            old.abort();
+        }
+        Ok(path)
+    }
+
+    /// Stops every listener and removes the sockets.
+    pub fn stop(&self, d: &Daemon) {
+        let mut listening = self
+            .listening
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (_, task) in listening.drain() {
+            task.abort();
+        }
+        let _ = fsutil::remove_tree_if_exists(&d.paths.pack_sockets_dir());
+    }
+}
+
+/// The most a pack's connections give it on its sockets now: the strongest socket grant over
+/// its current revision's apps.
+fn access_now(d: &Daemon, pack: &str) -> Option<Socket> {
+    d.store.read(|s| {
+        let p = s.packs.get(pack)?;
+        let rev = p.current_revision()?;
+        let by_app =
+            crate::connections::grants_by_app(s, &d.paths, pack, rev.revision, &rev.meta).ok()?;
+        by_app.values().filter_map(|g| g.socket).max()
+    })
+}
+
+/// What a request from a pack's socket may do: with `packd-control`, anything its user may;
+/// with `shutdown`, only `POST /v2/system`. Checked against the connections as they are now.
+pub async fn authorize(State(d): State<Arc<Daemon>>, req: Request, next: Next) -> Response {
+    let origin = req
+        .extensions()
+        .get::<Peer>()
+        .and_then(|p| p.origin.clone());
+    let Some(origin) = origin else {
+        return next.run(req).await;
+    };
+    let now = access_now(&d, &origin.pack);
+    let allowed = match now.map(|now| now.min(origin.access)) {
+        Some(Socket::Control) => true,
+        Some(Socket::Shutdown) => req.method() == Method::POST && req.uri().path() == "/v2/system",
+        None => false,
+    };
+    if allowed {
+        return next.run(req).await;
+    }
+    let why = match now {
+        None => format!(
+            "{} has no packd-control or shutdown connection any more; connect one with \
+             'pack connect {}:packd-control' (as root)",
+            origin.pack, origin.pack
+        ),
+        Some(_) => format!(
+            "{} may only ask for a reboot or power-off (POST /v2/system): its connection is \
+             shutdown, not packd-control",
+            origin.pack
+        ),
+    };
+    ApiError::forbidden(why).into_response()
+}

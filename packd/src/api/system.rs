@@ -1,0 +1,61 @@
+//! `POST /v2/system`: reboot or power off the device. Root may ask; so may an app whose pack
+//! has a `shutdown` (or `packd-control`) connection, through its own socket ([`super::sockets`]
+//! has already checked that connection). The reboot system call itself stays denied to every
+//! sandbox: this is the only way, and packd does it with the configured command.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::{Extension, Json};
+
+use super::Peer;
+use super::response::{ApiError, ApiResult, sync};
+use super::types::SystemRequest;
+use crate::daemon::Daemon;
+
+pub async fn action(
+    State(d): State<Arc<Daemon>>,
+    Extension(peer): Extension<Peer>,
+    Json(req): Json<SystemRequest>,
+) -> ApiResult {
+    let (arg, default) = match req.action.as_str() {
+        "reboot" => ("reboot", "reboot"),
+        "power-off" => ("power-off", "poweroff"),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown system action {other:?}; use reboot or power-off"
+            )));
+        }
+    };
+    if peer.origin.is_none() {
+        peer.require_root("rebooting or powering off")?;
+    }
+    let who = match &peer.origin {
+        Some(o) => format!("pack {}", o.pack),
+        None => format!("uid {}", peer.uid),
+    };
+    tracing::warn!(action = arg, by = %who, "system action requested");
+    // packd has no services of its own to stop yet; the command takes the system down.
+    let mut cmd = match &d.config.system_command {
+        Some(c) => {
+            let mut cmd = tokio::process::Command::new(c);
+            cmd.arg(arg);
+            cmd
+        }
+        None => tokio::process::Command::new(default),
+    };
+    let status = cmd.stdin(std::process::Stdio::null()).status().await;
+    match status {
+        Ok(s) if s.success() => Ok(sync(serde_json::json!({ "action": arg }))),
+        Ok(s) => Err(ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "system-action-failed",
+            format!("the {arg} command failed ({s}); see packd's log"),
+        )),
+        Err(e) => Err(ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "system-action-failed",
+            format!("cannot run the {arg} command: {e}"),
+        )),
+    }
+}
