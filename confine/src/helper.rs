@@ -224,9 +224,13 @@ fn init(frame: &Frame, source: Source<'_>, saved_mask: &libc::sigset_t) -> i32 {
         .and_then(|()| enter_network(frame, net))
         .and_then(|()| build(spec, mounting, &mut status, saved_mask));
     match result {
-        Ok(code) => {
+        Ok((code, rest)) => {
             exit.send(code);
-            code
+            match rest {
+                // The command forked and left: the sandbox lasts as long as its processes.
+                Some(first) => signals::relay_until_empty(first),
+                None => code,
+            }
         }
         Err(e) => {
             status.report(&e);
@@ -456,13 +460,14 @@ struct Prepared {
 }
 
 /// Build the file system (or copy a template of it), fork the app, forward signals, reap; the
-/// app's status.
+/// app's status, and for [`crate::spec::Process::outlive_command`] the signal the init got
+/// and did not forward yet, when the sandbox is to stay (see [`signals::relay_until_empty`]).
 fn build(
     spec: &SandboxSpec,
     mounting: Mounting,
     status: &mut StatusPipe,
     saved_mask: &libc::sigset_t,
-) -> Result<i32, StepError> {
+) -> Result<(i32, Option<Option<i32>>), StepError> {
     let seccomp = match &spec.seccomp {
         Some(s) => Some(
             Profile::read(&s.profile).map_err(|e| StepError::msg(Step::Seccomp, e.to_string()))?,
@@ -526,7 +531,8 @@ fn build(
         }
         nix::unistd::ForkResult::Parent { child } => {
             status.close();
-            Ok(signals::relay_until_exit(child.as_raw()))
+            let code = signals::relay_until_exit(child.as_raw());
+            Ok((code, spec.process.outlive_command.then_some(None)))
         }
     }
 }

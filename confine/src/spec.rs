@@ -123,6 +123,11 @@ pub struct Process {
     pub gid: u32,
     #[serde(default)]
     pub groups: Vec<u32>,
+    /// Keep the sandbox up after the command exits, as long as any process it started runs
+    /// (a `forking` service): the command's status is reported when it exits, the sandbox's
+    /// when the last process is gone.
+    #[serde(default)]
+    pub outlive_command: bool,
 }
 
 /// One step of building the sandbox's file system. Targets are absolute paths inside the

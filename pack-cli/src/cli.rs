@@ -100,6 +100,59 @@ pub enum Command {
     /// and error pass through, signals sent to pack run reach the app, and pack run exits
     /// with the app's exit status.
     Run(RunArgs),
+    /// List services: their startup (enabled or disabled) and current state.
+    ///
+    /// Services are apps with `daemon:` in pack.yaml. packd starts the enabled ones at install
+    /// and at boot, restarts them as their `restart-condition` says, and restarts those a
+    /// connection change affects.
+    Services(ServicesArgs),
+    /// Start services (root): PACK for all of its services, or PACK.APP.
+    Start(ServiceArgs),
+    /// Stop services (root): stop-command, then SIGTERM, then after stop-timeout SIGKILL to
+    /// everything left in the service's cgroup.
+    Stop(ServiceArgs),
+    /// Restart services (root).
+    Restart(ServiceArgs),
+    /// Show the output of services: the last lines, or with -f new lines as they come.
+    Logs(LogsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServicesArgs {
+    /// Only these packs (PACK) or services (PACK.APP).
+    pub names: Vec<String>,
+    /// Print JSON: an array of {"pack", "name", "daemon", "enabled", "active"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServiceArgs {
+    /// PACK (all of its services) or PACK.APP; services of one pack.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Also start them at boot from now on (start, restart).
+    #[arg(long, conflicts_with = "disable")]
+    pub enable: bool,
+    /// No longer start them at boot (stop).
+    #[arg(long)]
+    pub disable: bool,
+    /// Print the change id and return without waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// PACK (all of its services) or PACK.APP.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// How many lines to show from the end, or "all".
+    #[arg(short = 'n', default_value = "10", value_name = "N")]
+    pub lines: String,
+    /// Keep printing new lines as they come (until interrupted).
+    #[arg(short = 'f', long)]
+    pub follow: bool,
 }
 
 #[derive(Debug, clap::Args)]

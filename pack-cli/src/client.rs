@@ -140,6 +140,37 @@ impl Client {
         serde_json::from_value(env.result).map_err(protocol)
     }
 
+    /// `GET path` answered with a stream (`/v2/logs`): the response, once its status is
+    /// known to be a success; an error envelope becomes [`ClientError::Api`].
+    pub async fn get_stream(&self, path: &str) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let req = Self::request(Method::GET, path)
+            .body(empty())
+            .map_err(protocol)?;
+        let resp = self.send(req).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(protocol)?
+            .to_bytes();
+        let err: ErrorResult = serde_json::from_slice::<Envelope>(&bytes)
+            .ok()
+            .and_then(|env| serde_json::from_value(env.result).ok())
+            .unwrap_or(ErrorResult {
+                message: format!("packd answered {status}"),
+                kind: String::new(),
+            });
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            kind: err.kind,
+            message: err.message,
+        })
+    }
+
     /// `POST path` with a JSON body; returns the envelope (async answers carry a change id).
     pub async fn post_json(&self, path: &str, value: &impl Serialize) -> Result<Envelope> {
         let json = serde_json::to_vec(value).map_err(protocol)?;

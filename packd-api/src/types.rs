@@ -218,3 +218,44 @@ pub struct InterfaceInfo {
 pub struct SystemRequest {
     pub action: String,
 }
+
+/// One service in `GET /v2/apps?select=service` (snapd's `/v2/apps`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ServiceInfo {
+    /// The pack.
+    pub pack: String,
+    /// The app (the service is `PACK.NAME`).
+    pub name: String,
+    /// `simple`, `forking`, `oneshot` or `notify`.
+    pub daemon: String,
+    /// Started at boot.
+    pub enabled: bool,
+    /// `active`, `activating`, `deactivating`, `inactive` or `failed`.
+    pub active: String,
+}
+
+/// `POST /v2/apps`: start, stop or restart services, as a change (root only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceRequest {
+    /// `start`, `stop` or `restart`.
+    pub action: String,
+    /// `PACK` (all of its services) or `PACK.APP`; one pack per request.
+    pub names: Vec<String>,
+    /// Start at boot from now on (with `start` or `restart`).
+    #[serde(default)]
+    pub enable: bool,
+    /// Do not start at boot any more (with `stop`).
+    #[serde(default)]
+    pub disable: bool,
+}
+
+/// One line of a service's output (`GET /v2/logs`, one JSON object per line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// RFC 3339, microseconds, UTC.
+    pub timestamp: String,
+    /// `PACK.APP`.
+    pub app: String,
+    pub message: String,
+}

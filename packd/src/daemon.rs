@@ -52,6 +52,8 @@ pub struct Daemon {
     pub templates: Arc<MountTemplates>,
     /// Each pack's network namespace.
     pub networks: Arc<PackNetworks>,
+    /// The services packd supervises.
+    pub services: Arc<crate::services::Services>,
     /// The API sockets bound into sandboxes.
     pub pack_sockets: crate::api::sockets::PackSockets,
     /// Sandboxes prepared for the next launches.
@@ -100,7 +102,10 @@ impl Daemon {
         .ctx("write", &parent_file)?;
         let templates = Arc::new(MountTemplates::default());
         let networks = Arc::new(PackNetworks::default());
+        let services = Arc::new(crate::services::Services::default());
         let manager = PackManager {
+            services: services.clone(),
+            runtime: tokio::runtime::Handle::current(),
             paths: paths.clone(),
             pack_binary: config.pack_binary.clone(),
             apparmor: features.apparmor,
@@ -162,9 +167,35 @@ impl Daemon {
             templates,
             networks,
             pack_sockets: Default::default(),
+            services,
             spares: Spares::default(),
             launches: AtomicU64::new(0),
         }))
+    }
+
+    /// Starts the enabled services of every installed pack (as at boot), in the background:
+    /// packs one after another, each in its dependency order. A pack with a change under way
+    /// is left to the change.
+    fn start_services_at_boot(self: &Arc<Self>) {
+        let packs: Vec<(String, Vec<String>)> = self.store.read(|s| {
+            s.packs
+                .keys()
+                .filter(|name| s.change_in_progress(name).is_none())
+                .map(|name| (name.clone(), crate::packs::services::enabled(s, name)))
+                .filter(|(_, apps)| !apps.is_empty())
+                .collect()
+        });
+        if packs.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            for (pack, apps) in packs {
+                if let Err(e) = me.services.start(&pack, Some(&apps)).await {
+                    tracing::error!(pack, error = %e, "cannot start a service at boot");
+                }
+            }
+        });
     }
 
     /// A ready spare sandbox for this launch, if there is one.
@@ -257,6 +288,7 @@ impl Daemon {
 
     /// Serves the API until SIGTERM or SIGINT, then stops after the task under way.
     pub async fn serve(self: &Arc<Self>) -> Result<()> {
+        self.services.bind(self);
         self.refill_spares();
         let socket = &self.config.socket;
         if let Some(dir) = socket.parent() {
@@ -268,6 +300,7 @@ impl Daemon {
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))
             .ctx("set the mode of", socket)?;
         tracing::info!(socket = %socket.display(), root = %self.paths.root().display(), "packd ready");
+        self.start_services_at_boot();
         let mut term = signal(SignalKind::terminate()).ctx("handle SIGTERM for", socket)?;
         let mut int = signal(SignalKind::interrupt()).ctx("handle SIGINT for", socket)?;
         let shutdown = async move {
@@ -281,11 +314,14 @@ impl Daemon {
         self.pack_sockets.stop(self);
         let spares = self.spares.stop();
         let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || me.engine.stop()).await;
+        // Services stop gracefully (stop-command, SIGTERM, then kill), dependents first.
+        self.services.stop_all().await;
+        let me = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for spare in spares {
                 spare.discard();
             }
-            me.engine.stop();
             // Sandboxes die with the daemon; their cgroups go with it too.
             if let Some(layout) = &me.cgroups
                 && let Err(e) = confine::cgroup::remove_tree(layout, &me.cgroup_parent)

@@ -30,6 +30,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Sandbox(#[from] confine::StepError),
+    /// A service did not start (or stop) as asked.
+    #[error("{0}")]
+    Service(String),
     #[error("{0}")]
     Internal(String),
 }

@@ -17,6 +17,7 @@ pub mod launch;
 pub mod packs;
 pub mod paths;
 pub mod policy;
+pub mod services;
 pub mod state;
 mod testing;
 

@@ -83,6 +83,45 @@ pub fn relay_until_exit(child: libc::pid_t) -> i32 {
     }
 }
 
+/// The init after a `forking` command exited: forwards signals to every process of the pid
+/// namespace and reaps them until none is left; 0 then, or 128 + the signal that ended them.
+/// `pending` is a signal to forward first.
+pub fn relay_until_empty(pending: Option<i32>) -> i32 {
+    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: initialises the set.
+    unsafe { libc::sigfillset(all.as_mut_ptr()) };
+    // SAFETY: initialised just above.
+    let all = unsafe { all.assume_init() };
+    let mut last = None;
+    if let Some(sig) = pending {
+        // SAFETY: kill(-1) from the namespace's init reaches every other process in it.
+        unsafe { libc::kill(-1, sig) };
+        last = Some(sig);
+    }
+    loop {
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid with a valid out-pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid < 0 {
+                // ECHILD: nobody left.
+                return last.map_or(0, |s| 128 + s);
+            }
+            if pid == 0 {
+                break;
+            }
+        }
+        let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
+        // SAFETY: valid set and out-pointer.
+        let sig = unsafe { libc::sigwaitinfo(&all, info.as_mut_ptr()) };
+        if sig > 0 && sig != libc::SIGCHLD {
+            // SAFETY: as above.
+            unsafe { libc::kill(-1, sig) };
+            last = Some(sig);
+        }
+    }
+}
+
 /// Reaps every exited child; returns `child`'s exit code once it is among them.
 fn reap(child: libc::pid_t) -> Option<i32> {
     let mut result = None;

@@ -8,6 +8,7 @@ mod install;
 mod list;
 mod remove;
 mod run;
+mod services;
 
 use crate::cli::{Cli, Command};
 use crate::client::Client;
@@ -31,6 +32,11 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Interfaces(args) => connections::interfaces(&client, &args).await,
         Command::Interface(args) => connections::interface(&client, &args).await,
         Command::Run(args) => return run::run(&client, &args).await,
+        Command::Services(args) => services::list(&client, &args).await,
+        Command::Start(args) => services::change(&client, "start", &args).await,
+        Command::Stop(args) => services::change(&client, "stop", &args).await,
+        Command::Restart(args) => services::change(&client, "restart", &args).await,
+        Command::Logs(args) => services::logs(&client, &args).await,
     };
     match result {
         Ok(()) => 0,

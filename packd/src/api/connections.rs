@@ -102,7 +102,7 @@ pub async fn change(
     Ok(accepted(id))
 }
 
-fn busy(s: &PackdState, packs: &[&str]) -> Result<()> {
+pub(super) fn busy(s: &PackdState, packs: &[&str]) -> Result<()> {
     for p in packs {
         if let Some(c) = s.change_in_progress(p) {
             return Err(Error::Conflict(format!(

@@ -13,6 +13,7 @@ pub use packd_api::{fdpass, types};
 mod packs;
 pub mod response;
 mod run;
+mod services;
 pub mod sockets;
 mod system;
 
@@ -84,6 +85,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v2/debug/sandbox", get(debug::sandbox))
         .route("/v2/debug/apparmor", get(debug::apparmor))
         .route("/v2/system", post(system::action))
+        .route("/v2/apps", get(services::list).post(services::change))
+        .route("/v2/logs", get(services::logs))
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

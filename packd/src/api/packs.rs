@@ -265,12 +265,18 @@ fn plan_install(
     }
     let revision: Revision = s.next_local_revision(&name);
     let mut kinds = vec![TaskKind::PreparePack, TaskKind::MountPack];
-    if meta.pack_type == PackType::App {
+    let app = meta.pack_type == PackType::App;
+    if app {
         kinds.push(TaskKind::CopyData);
         kinds.push(TaskKind::SetupProfiles);
+        // A new revision of an installed pack: its running services stop before the switch.
+        kinds.push(TaskKind::StopServices);
     }
     kinds.push(TaskKind::LinkPack);
     kinds.push(TaskKind::AutoConnect);
+    if app {
+        kinds.push(TaskKind::StartServices);
+    }
     let tasks = kinds
         .into_iter()
         .map(|k| (k, k.summary(&name, Some(revision))))
@@ -353,6 +359,7 @@ fn plan_remove(s: &mut PackdState, name: &str) -> Result<u64> {
     }
     let revisions: Vec<Revision> = pack.sequence.iter().map(|r| r.revision).collect();
     let tasks = [
+        TaskKind::StopServices,
         TaskKind::DisconnectAll,
         TaskKind::UnlinkPack,
         TaskKind::UnmountPack,

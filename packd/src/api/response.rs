@@ -44,6 +44,7 @@ impl From<Error> for ApiError {
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "permission-denied"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "change-conflict"),
             Error::Sandbox(_) => (StatusCode::INTERNAL_SERVER_ERROR, "sandbox-failed"),
+            Error::Service(_) => (StatusCode::INTERNAL_SERVER_ERROR, "service-failed"),
             Error::Io { .. } | Error::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal-error")
             }

@@ -76,6 +76,7 @@ pub fn prepare_unchecked(d: &Daemon, target: &AppRef, inv: Invocation) -> Result
             cgroup: None,
             seccomp: Some(seccomp),
             granted,
+            service: None,
         },
         resolved,
         inv,
@@ -83,6 +84,12 @@ pub fn prepare_unchecked(d: &Daemon, target: &AppRef, inv: Invocation) -> Result
 }
 
 impl Prepared {
+    /// Makes this launch a service's.
+    pub fn as_service(mut self, service: super::ServiceLaunch) -> Prepared {
+        self.ctx.service = Some(service);
+        self
+    }
+
     /// The spec this launch would run, with the cgroup it would get (for `pack debug sandbox`).
     pub fn spec(&self, d: &Daemon) -> Result<SandboxSpec> {
         let mut ctx = self.ctx.clone();
@@ -233,10 +240,21 @@ impl Running {
         code
     }
 
+    /// Waits until the whole sandbox is gone (its supervisor exits): for a `forking`
+    /// service, the processes its command left; 0, or 128 + the signal that ended them.
+    pub async fn wait_sandbox(&mut self) -> i32 {
+        let code = match self.exited.take() {
+            Some(rx) => rx.await.unwrap_or(EXIT_NOT_STARTED),
+            None => self.code.unwrap_or(EXIT_NOT_STARTED),
+        };
+        self.code.get_or_insert(code);
+        code
+    }
+
+    /// Sends `signal` to the sandbox's supervisor, which passes it on (to the app, or to every
+    /// process of a `forking` service's sandbox). Harmless once it is gone: a pidfd never
+    /// names another process.
     pub fn signal(&self, signal: i32) {
-        if self.code.is_some() {
-            return;
-        }
         if let Some(pidfd) = &self.pidfd {
             // SAFETY: pidfd_send_signal on a pidfd we own; it cannot reach a reused pid.
             unsafe {
@@ -253,7 +271,8 @@ impl Running {
 
     /// Kills whatever is left of the sandbox and removes its cgroup.
     pub async fn cleanup(mut self) {
-        if self.code.is_none() && self.exited.is_some() {
+        if self.exited.is_some() {
+            // Whatever is left of the sandbox (a forking service's processes) goes now.
             self.signal(libc::SIGKILL);
         }
         // The app's status may have come early, from the init; the supervisor goes once the

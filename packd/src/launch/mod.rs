@@ -197,7 +197,23 @@ pub struct Context {
     pub seccomp: Option<PathBuf>,
     /// What the app's connections grant.
     pub granted: granted::Granted,
+    /// Set when the launch is a service's.
+    pub service: Option<ServiceLaunch>,
 }
+
+/// What a service's launch adds to an app's.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceLaunch {
+    /// The host end of a `notify` service's `NOTIFY_SOCKET` (a datagram socket packd reads).
+    pub notify_socket: Option<PathBuf>,
+    /// A `forking` service: the sandbox stays while the processes the command left run.
+    pub outlive_command: bool,
+    /// Run this instead of the app's command (its `stop-command`).
+    pub command: Option<String>,
+}
+
+/// Where a `notify` service finds its socket.
+pub const NOTIFY_SOCKET_INSIDE: &str = "/run/packd-notify.socket";
 
 /// The sandbox of one app run.
 pub fn build_spec(
@@ -208,7 +224,12 @@ pub fn build_spec(
 ) -> Result<SandboxSpec> {
     let app = &r.meta.apps[&r.app];
     let env = env::environment(r, app, inv);
-    let mut argv = env::command_argv(r, &app.command, &env)?;
+    let command = ctx
+        .service
+        .as_ref()
+        .and_then(|s| s.command.as_deref())
+        .unwrap_or(&app.command);
+    let mut argv = env::command_argv(r, command, &env)?;
     argv.extend(inv.args.iter().cloned());
     let user_inside: Vec<PathBuf> = user_dirs(paths, r, inv.uid)
         .into_iter()
@@ -238,6 +259,15 @@ pub fn build_spec(
             readonly: false,
         });
         env.insert("PACKD_SOCKET".into(), crate::api::sockets::INSIDE.into());
+    }
+    let service = ctx.service.clone().unwrap_or_default();
+    if let Some(host) = &service.notify_socket {
+        plan.per_launch.push(MountOp::Bind {
+            source: host.clone(),
+            target: NOTIFY_SOCKET_INSIDE.into(),
+            readonly: false,
+        });
+        env.insert("NOTIFY_SOCKET".into(), NOTIFY_SOCKET_INSIDE.into());
     }
     for list in [&mut plan.shared, &mut plan.per_launch] {
         list.retain(|op| {
@@ -275,6 +305,7 @@ pub fn build_spec(
             uid: inv.uid,
             gid: inv.gid,
             groups: inv.groups.clone(),
+            outlive_command: service.outlive_command,
         },
         cgroup: ctx.cgroup.clone().map(|dirs| CgroupJoin { dirs }),
         capabilities: g.grants.capabilities.clone(),

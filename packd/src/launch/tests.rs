@@ -24,6 +24,7 @@ fn install(state: &mut State, yaml: &str, source: MetaSource, rev: Revision) {
             }],
             current: rev,
             active: true,
+            disabled_services: Default::default(),
         },
     );
 }
@@ -93,6 +94,7 @@ fn context() -> Context {
         cgroup: Some(vec!["/sys/fs/cgroup/unified/packd/t/x".into()]),
         seccomp: Some("/r/var/lib/packd/profiles/hello/x3/hello.seccomp".into()),
         granted: Default::default(),
+        service: None,
     }
 }
 

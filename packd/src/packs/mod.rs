@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod link;
 pub mod mount;
 pub mod profiles;
+pub mod services;
 mod wiring;
 
 use std::path::PathBuf;
@@ -29,6 +30,10 @@ pub struct PackManager {
     pub templates: std::sync::Arc<crate::launch::templates::MountTemplates>,
     /// A removed pack's network namespace is forgotten.
     pub networks: std::sync::Arc<crate::launch::networks::PackNetworks>,
+    /// Started and stopped by the service tasks, restarted by connection changes.
+    pub services: std::sync::Arc<crate::services::Services>,
+    /// Task handlers run on the engine's thread; services live on the runtime.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl Handlers for PackManager {
@@ -72,6 +77,13 @@ impl PackManager {
             (Disconnect, Undo) => self.undo_disconnect(ctx),
             (DisconnectAll, Do) => self.disconnect_all(ctx),
             (DisconnectAll, Undo) => self.undo_disconnect_all(ctx),
+            (StartServices, Do) => self.start_services(ctx),
+            (StartServices, Undo) => self.undo_start_services(ctx),
+            (StopServices, Do) => self.stop_services(ctx),
+            (StopServices, Undo) => self.undo_stop_services(ctx),
+            (RestartServices, Do) => self.restart_services(ctx),
+            // A restart cannot be taken back; the services run either way.
+            (RestartServices, Undo) => Ok(()),
         }
     }
 }
@@ -274,6 +286,7 @@ impl PackManager {
                     sequence: Vec::new(),
                     current: p.revision,
                     active: true,
+                    disabled_services: Default::default(),
                 });
             if pack.revision(p.revision).is_none() {
                 pack.sequence.push(RevisionState {

@@ -27,6 +27,7 @@ fn with_pack(state: &mut State, name: &str, revs: &[u32]) {
                 .collect(),
             current: Revision::Local(*revs.last().unwrap()),
             active: true,
+            disabled_services: Default::default(),
         },
     );
 }

@@ -34,7 +34,11 @@ impl PackManager {
     }
 
     /// What the task recorded under `key`, or `compute`d now and recorded.
-    fn recorded<T>(ctx: &TaskCtx<'_>, key: &str, compute: impl FnOnce() -> Result<T>) -> Result<T>
+    pub(super) fn recorded<T>(
+        ctx: &TaskCtx<'_>,
+        key: &str,
+        compute: impl FnOnce() -> Result<T>,
+    ) -> Result<T>
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
     {
@@ -61,7 +65,11 @@ impl PackManager {
             Ok(())
         })?;
         let packs = connections::affected(conns);
-        let result = self.regenerate(store, &packs);
+        let running = self.running_services(&packs);
+        // The running services of the affected packs restart with their new permissions.
+        let result = self
+            .regenerate(store, &packs)
+            .and_then(|()| self.restart_running(&packs));
         if result.is_err() {
             let restored = store.update(|s| {
                 s.connections = before;
@@ -70,6 +78,7 @@ impl PackManager {
             if let Err(e) = restored.and_then(|()| self.regenerate(store, &packs)) {
                 tracing::error!(error = %e, "cannot put the previous connections back");
             }
+            self.start_again(&running);
         }
         result
     }

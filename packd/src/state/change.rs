@@ -62,6 +62,14 @@ pub enum TaskKind {
     Disconnect,
     /// Disconnect every plug and slot of a pack being removed.
     DisconnectAll,
+    /// Start services (an install's enabled ones; a services change's), waiting until each
+    /// has started; with `enable`, mark them enabled first.
+    StartServices,
+    /// Stop services (those running before an install or removal; a services change's); with
+    /// `disable`, mark them disabled.
+    StopServices,
+    /// Restart a services change's services.
+    RestartServices,
 }
 
 impl TaskKind {
@@ -83,6 +91,9 @@ impl TaskKind {
             TaskKind::Connect => "Connect".to_string(),
             TaskKind::Disconnect => "Disconnect".to_string(),
             TaskKind::DisconnectAll => format!("Disconnect plugs and slots of pack {name:?}"),
+            TaskKind::StartServices => format!("Start services of pack {name:?}"),
+            TaskKind::StopServices => format!("Stop services of pack {name:?}"),
+            TaskKind::RestartServices => format!("Restart services of pack {name:?}"),
         }
     }
 }
@@ -139,6 +150,16 @@ pub enum Plan {
         plug: interfaces::PortRef,
         slot: interfaces::PortRef,
     },
+    /// `pack start|stop|restart`: services of one pack.
+    Services {
+        name: String,
+        /// `None`: all of the pack's services.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        apps: Option<Vec<String>>,
+        /// `Some(true)`: enable them (started at boot); `Some(false)`: disable them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enable: Option<bool>,
+    },
 }
 
 impl Plan {
@@ -146,6 +167,7 @@ impl Plan {
         match self {
             Plan::Install { name, .. } | Plan::Remove { name, .. } => name,
             Plan::Connect { plug, .. } | Plan::Disconnect { plug, .. } => &plug.pack,
+            Plan::Services { name, .. } => name,
         }
     }
 }

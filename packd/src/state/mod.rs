@@ -77,6 +77,9 @@ pub struct PackState {
     pub current: Revision,
     /// Linked: `current` and launchers exist. False while a removal is under way.
     pub active: bool,
+    /// Services root disabled (`pack stop --disable`): not started at boot or install.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub disabled_services: std::collections::BTreeSet<String>,
 }
 
 impl PackState {
@@ -334,6 +337,7 @@ mod tests {
                 sequence: vec![rev(1), rev(3)],
                 current: Revision::Local(3),
                 active: true,
+                disabled_services: Default::default(),
             },
         );
         assert_eq!(s.next_local_revision("hello"), Revision::Local(4));

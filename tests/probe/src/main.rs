@@ -230,10 +230,29 @@ fn api(args: &[String]) -> i32 {
     0
 }
 
+/// `probe --notify MESSAGE`: one datagram to `$NOTIFY_SOCKET` (as `systemd-notify`).
+fn notify(message: &str) -> i32 {
+    let Ok(path) = std::env::var("NOTIFY_SOCKET") else {
+        eprintln!("NOTIFY_SOCKET is not set");
+        return 3;
+    };
+    let sent = std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.send_to(message.as_bytes(), &path));
+    match sent {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("cannot notify {path}: {e}");
+            3
+        }
+    }
+}
+
 fn main() {
     let all: Vec<String> = std::env::args().skip(1).collect();
-    if all.first().map(String::as_str) == Some("--api") {
-        std::process::exit(api(&all[1..]));
+    match all.first().map(String::as_str) {
+        Some("--api") => std::process::exit(api(&all[1..])),
+        Some("--notify") => std::process::exit(notify(all.get(1).map_or("READY=1", |m| m))),
+        _ => {}
     }
     let (args, list) = match parse_args() {
         Ok(a) => a,

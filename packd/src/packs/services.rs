@@ -1,0 +1,199 @@
+//! The service tasks: start, stop and restart a pack's services, and remember which are
+//! enabled. The services themselves live on the runtime ([`crate::services`]); these handlers
+//! run on the engine's thread and wait for them.
+//!
+//! Idempotent like every task: what `do` found running is recorded before it acts, so a re-run
+//! after a crash, and `undo`, act on the same services.
+
+use std::collections::BTreeSet;
+
+use super::PackManager;
+use crate::engine::TaskCtx;
+use crate::error::Result;
+use crate::services::Active;
+use crate::state::{Plan, State};
+
+/// The services a task works on: a services change's own list, else every service of the
+/// pack's current revision (for an install, the enabled ones only).
+fn selected(s: &State, plan: &Plan) -> (String, Vec<String>) {
+    let name = plan.pack_name().to_string();
+    let all: Vec<String> = s
+        .current_meta(&name)
+        .map(|m| {
+            m.apps
+                .values()
+                .filter(|a| a.is_service())
+                .map(|a| a.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let apps = match plan {
+        Plan::Services {
+            apps: Some(apps), ..
+        } => apps.clone(),
+        _ => all,
+    };
+    (name, apps)
+}
+
+/// The services of `name` enabled at boot.
+pub fn enabled(s: &State, name: &str) -> Vec<String> {
+    let Some(p) = s.packs.get(name).filter(|p| p.active) else {
+        return Vec::new();
+    };
+    s.current_meta(name)
+        .map(|m| {
+            m.apps
+                .values()
+                .filter(|a| a.is_service() && !p.disabled_services.contains(&a.name))
+                .map(|a| a.name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl PackManager {
+    fn running(&self, name: &str, apps: &[String]) -> Vec<String> {
+        apps.iter()
+            .filter(|a| {
+                matches!(
+                    self.services.state(name, a),
+                    Active::Active | Active::Activating
+                )
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Marks `apps` of `name` enabled or disabled as the plan says, recording the previous
+    /// set for undo.
+    fn apply_enable(&self, ctx: &TaskCtx<'_>, name: &str, apps: &[String]) -> Result<()> {
+        let Plan::Services {
+            enable: Some(enable),
+            ..
+        } = &ctx.plan
+        else {
+            return Ok(());
+        };
+        let before: BTreeSet<String> = Self::recorded(ctx, "disabled-before", || {
+            Ok(ctx.store().read(|s| {
+                s.packs
+                    .get(name)
+                    .map(|p| p.disabled_services.clone())
+                    .unwrap_or_default()
+            }))
+        })?;
+        ctx.store().update(|s| {
+            if let Some(p) = s.packs.get_mut(name) {
+                let mut set = before.clone();
+                for a in apps {
+                    if *enable {
+                        set.remove(a);
+                    } else {
+                        set.insert(a.clone());
+                    }
+                }
+                p.disabled_services = set;
+            }
+            Ok(())
+        })
+    }
+
+    fn restore_enable(&self, ctx: &TaskCtx<'_>, name: &str) -> Result<()> {
+        let Some(before) = ctx.get::<BTreeSet<String>>("disabled-before") else {
+            return Ok(());
+        };
+        ctx.store().update(|s| {
+            if let Some(p) = s.packs.get_mut(name) {
+                p.disabled_services = before;
+            }
+            Ok(())
+        })
+    }
+
+    pub(super) fn start_services(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let (name, mut apps) = ctx.store().read(|s| selected(s, &ctx.plan));
+        self.apply_enable(ctx, &name, &apps)?;
+        if matches!(ctx.plan, Plan::Install { .. }) {
+            let on = ctx.store().read(|s| enabled(s, &name));
+            apps.retain(|a| on.contains(a));
+        }
+        let already: Vec<String> =
+            Self::recorded(ctx, "running-before", || Ok(self.running(&name, &apps)))?;
+        let to_start: Vec<String> = apps.into_iter().filter(|a| !already.contains(a)).collect();
+        if to_start.is_empty() {
+            return Ok(());
+        }
+        self.runtime
+            .block_on(self.services.start(&name, Some(&to_start)))
+    }
+
+    pub(super) fn undo_start_services(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let (name, apps) = ctx.store().read(|s| selected(s, &ctx.plan));
+        let already: Vec<String> = ctx.get("running-before").unwrap_or_default();
+        let started: Vec<String> = apps.into_iter().filter(|a| !already.contains(a)).collect();
+        if !started.is_empty() {
+            self.runtime
+                .block_on(self.services.stop(&name, Some(&started)))?;
+        }
+        self.restore_enable(ctx, &name)
+    }
+
+    pub(super) fn stop_services(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let (name, apps) = ctx.store().read(|s| selected(s, &ctx.plan));
+        let running: Vec<String> =
+            Self::recorded(ctx, "running-before", || Ok(self.running(&name, &apps)))?;
+        self.apply_enable(ctx, &name, &apps)?;
+        if running.is_empty() {
+            return Ok(());
+        }
+        self.runtime
+            .block_on(self.services.stop(&name, Some(&running)))
+    }
+
+    pub(super) fn undo_stop_services(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let name = ctx.plan.pack_name().to_string();
+        self.restore_enable(ctx, &name)?;
+        let running: Vec<String> = ctx.get("running-before").unwrap_or_default();
+        if running.is_empty() {
+            return Ok(());
+        }
+        self.runtime
+            .block_on(self.services.start(&name, Some(&running)))
+    }
+
+    pub(super) fn restart_services(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let (name, apps) = ctx.store().read(|s| selected(s, &ctx.plan));
+        self.runtime.block_on(async {
+            self.services.stop(&name, Some(&apps)).await?;
+            self.services.start(&name, Some(&apps)).await
+        })
+    }
+
+    /// The services of `packs` that run now.
+    pub(super) fn running_services(&self, packs: &[String]) -> Vec<(String, Vec<String>)> {
+        packs
+            .iter()
+            .map(|p| (p.clone(), self.services.running_apps(p)))
+            .collect()
+    }
+
+    /// After a connection change: the running services of `packs` restart, so their new
+    /// permissions take effect.
+    pub(super) fn restart_running(&self, packs: &[String]) -> Result<()> {
+        for name in packs {
+            self.runtime.block_on(self.services.restart_running(name))?;
+        }
+        Ok(())
+    }
+
+    /// Starts again what [`Self::running_services`] found (after a failed connection change
+    /// was put back).
+    pub(super) fn start_again(&self, running: &[(String, Vec<String>)]) {
+        for (name, apps) in running.iter().filter(|(_, a)| !a.is_empty()) {
+            if let Err(e) = self.runtime.block_on(self.services.start(name, Some(apps))) {
+                tracing::error!(pack = %name, error = %e, "cannot start services again");
+            }
+        }
+    }
+}

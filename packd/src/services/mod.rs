@@ -1,0 +1,623 @@
+//! Services: apps with `daemon:` in pack.yaml, run by packd itself (there is no systemd to
+//! delegate to on these devices) through the same confined launch as every app, one
+//! supervising task each.
+//!
+//! - **Started** means: `simple` once the command has exec'd; `notify` once it sent `READY=1`
+//!   on `$NOTIFY_SOCKET` (a datagram socket per service, bound into its `/run`); `oneshot` once
+//!   it exited 0 (then shown active, as snapd's `RemainAfterExit`); `forking` once the command
+//!   exited 0 with its processes left running (the sandbox stays while any does).
+//! - **Restarts** follow `restart-condition` (default on-failure) after `restart-delay`
+//!   (default 100 ms); more than [`START_LIMIT`] starts within [`START_WINDOW`] marks the
+//!   service failed instead (systemd's start limit), so a crash loop ends.
+//! - **Stopping** runs `stop-command` (if any) in its own sandbox, sends SIGTERM, waits up to
+//!   `stop-timeout` (default [`STOP_TIMEOUT`]) and then kills the whole cgroup.
+//! - Output goes to the service's log ([`logs`]).
+
+pub mod logs;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use packfmt::meta::{App, Daemon as Kind, RestartCondition};
+use serde::Serialize;
+use tokio::sync::{oneshot, watch};
+
+use crate::daemon::Daemon;
+use crate::error::{Error, Result};
+use crate::launch::instance::{self, Running, Stdio3};
+use crate::launch::{AppRef, Invocation, ServiceLaunch};
+
+/// Default `restart-delay`.
+pub const RESTART_DELAY: Duration = Duration::from_millis(100);
+/// Default `stop-timeout`.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a `notify` service may take to send `READY=1`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// At most this many starts within [`START_WINDOW`]…
+pub const START_LIMIT: usize = 5;
+/// …or the service is marked failed.
+pub const START_WINDOW: Duration = Duration::from_secs(10);
+
+/// A service's state, in systemd's (and `snap services`') words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Active {
+    Active,
+    Activating,
+    Deactivating,
+    Inactive,
+    Failed,
+}
+
+impl Active {
+    pub fn word(self) -> &'static str {
+        match self {
+            Active::Active => "active",
+            Active::Activating => "activating",
+            Active::Deactivating => "deactivating",
+            Active::Inactive => "inactive",
+            Active::Failed => "failed",
+        }
+    }
+}
+
+type Key = (String, String);
+
+/// One supervised service: its state, and how to ask its task to stop.
+struct Unit {
+    state: watch::Receiver<Active>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+pub struct Services {
+    daemon: Mutex<Weak<Daemon>>,
+    ready: tokio::sync::Notify,
+    units: Mutex<HashMap<Key, Unit>>,
+}
+
+impl Services {
+    /// Called once the daemon exists: services can be launched from then on.
+    pub fn bind(&self, d: &Arc<Daemon>) {
+        *self.daemon.lock().unwrap_or_else(PoisonError::into_inner) = Arc::downgrade(d);
+        self.ready.notify_waiters();
+    }
+
+    async fn daemon(&self) -> Result<Arc<Daemon>> {
+        for _ in 0..200 {
+            let notified = self.ready.notified();
+            if let Some(d) = self
+                .daemon
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .upgrade()
+            {
+                return Ok(d);
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+        }
+        Err(Error::Internal(
+            "packd is not ready to start services".into(),
+        ))
+    }
+
+    fn units(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Unit>> {
+        self.units.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The state of `pack.app` now.
+    pub fn state(&self, pack: &str, app: &str) -> Active {
+        self.units()
+            .get(&(pack.to_string(), app.to_string()))
+            .map_or(Active::Inactive, |u| *u.state.borrow())
+    }
+
+    /// Starts `pack`'s services `apps` (all of them when `None`) in dependency order and waits
+    /// until each has started; the first that cannot start is the error.
+    pub async fn start(&self, pack: &str, apps: Option<&[String]>) -> Result<()> {
+        let d = self.daemon().await?;
+        for app in ordered(&d, pack, apps)? {
+            self.start_one(&d, pack, &app).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops `pack`'s services `apps` (all when `None`), in reverse dependency order.
+    pub async fn stop(&self, pack: &str, apps: Option<&[String]>) -> Result<()> {
+        let d = self.daemon().await?;
+        let mut order = ordered(&d, pack, apps).unwrap_or_else(|_| self.unit_apps(pack));
+        order.reverse();
+        for app in order {
+            self.stop_one(pack, &app).await;
+        }
+        Ok(())
+    }
+
+    /// Restarts those of `pack`'s services that run now (after a connection change: their
+    /// new permissions take effect).
+    pub async fn restart_running(&self, pack: &str) -> Result<()> {
+        let running = self.running_apps(pack);
+        if running.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(pack, apps = ?running, "restarting services for their new permissions");
+        self.stop(pack, Some(&running)).await?;
+        self.start(pack, Some(&running)).await
+    }
+
+    /// Stops every service (the daemon is stopping).
+    pub async fn stop_all(&self) {
+        let units: Vec<Key> = self.units().keys().cloned().collect();
+        let mut packs: Vec<String> = units.iter().map(|(p, _)| p.clone()).collect();
+        packs.sort();
+        packs.dedup();
+        for pack in packs {
+            // In reverse dependency order when the pack is still known; then whatever is
+            // left (a failed service keeps its unit).
+            let _ = self.stop(&pack, None).await;
+            for (p, a) in units.iter().filter(|(p, _)| *p == pack) {
+                self.stop_one(p, a).await;
+            }
+        }
+    }
+
+    fn unit_apps(&self, pack: &str) -> Vec<String> {
+        let mut apps: Vec<String> = self
+            .units()
+            .keys()
+            .filter(|(p, _)| p == pack)
+            .map(|(_, a)| a.clone())
+            .collect();
+        apps.sort();
+        apps
+    }
+
+    /// `pack`'s services that run now (active or starting).
+    pub fn running_apps(&self, pack: &str) -> Vec<String> {
+        let mut apps: Vec<String> = self
+            .units()
+            .iter()
+            .filter(|((p, _), u)| {
+                p == pack && matches!(*u.state.borrow(), Active::Active | Active::Activating)
+            })
+            .map(|((_, a), _)| a.clone())
+            .collect();
+        apps.sort();
+        apps
+    }
+
+    async fn start_one(&self, d: &Arc<Daemon>, pack: &str, app: &str) -> Result<()> {
+        let key = (pack.to_string(), app.to_string());
+        {
+            let units = self.units();
+            if let Some(u) = units.get(&key)
+                && !u.task.is_finished()
+                && matches!(*u.state.borrow(), Active::Active | Active::Activating)
+            {
+                return Ok(());
+            }
+        }
+        self.stop_one(pack, app).await;
+        let (state_tx, state_rx) = watch::channel(Active::Activating);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (started_tx, started_rx) = oneshot::channel();
+        let task = tokio::spawn(supervise(
+            d.clone(),
+            key.clone(),
+            state_tx,
+            stop_rx,
+            started_tx,
+        ));
+        self.units().insert(
+            key,
+            Unit {
+                state: state_rx,
+                stop: Some(stop_tx),
+                task,
+            },
+        );
+        match started_rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(Error::Service(format!(
+                "service {pack}.{app} did not start: {message} (see 'pack logs {pack}.{app}')"
+            ))),
+            Err(_) => Err(Error::Internal(format!(
+                "the supervisor of {pack}.{app} stopped"
+            ))),
+        }
+    }
+
+    async fn stop_one(&self, pack: &str, app: &str) {
+        let unit = self.units().remove(&(pack.to_string(), app.to_string()));
+        if let Some(mut unit) = unit {
+            if let Some(stop) = unit.stop.take() {
+                let _ = stop.send(());
+            }
+            let _ = unit.task.await;
+        }
+    }
+}
+
+/// The services among `apps` (all when `None`) of `pack`'s current revision, ordered so that
+/// each comes after what it is `after` and before what it is `before`.
+fn ordered(d: &Daemon, pack: &str, apps: Option<&[String]>) -> Result<Vec<String>> {
+    let meta = d
+        .store
+        .read(|s| s.current_meta(pack).cloned())
+        .ok_or_else(|| Error::pack_not_found(pack))?;
+    let services: BTreeMap<&String, &App> =
+        meta.apps.iter().filter(|(_, a)| a.is_service()).collect();
+    if let Some(apps) = apps {
+        for a in apps {
+            if !services.contains_key(a) {
+                return Err(Error::bad(format!(
+                    "{pack}.{a} is not a service of {pack}; 'pack services {pack}' lists them"
+                )));
+            }
+        }
+    }
+    let wanted = |name: &String| apps.is_none_or(|list| list.contains(name));
+    Ok(order(&services).into_iter().filter(|n| wanted(n)).collect())
+}
+
+/// A start order respecting `after` and `before` (names in alphabetical order otherwise;
+/// packfmt refuses cycles and unknown names at install).
+fn order(services: &BTreeMap<&String, &App>) -> Vec<String> {
+    let mut deps: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, app) in services {
+        let entry = deps.entry(name.as_str()).or_default();
+        entry.extend(
+            app.after
+                .iter()
+                .filter(|a| services.contains_key(a))
+                .map(String::as_str),
+        );
+        for b in app.before.iter().filter(|b| services.contains_key(b)) {
+            deps.entry(b.as_str()).or_default().push(name.as_str());
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    while out.len() < deps.len() {
+        let next = deps
+            .iter()
+            .find(|(n, d)| {
+                !out.iter().any(|o| o == *n) && d.iter().all(|x| out.iter().any(|o| o == x))
+            })
+            .map(|(n, _)| n.to_string());
+        match next {
+            Some(n) => out.push(n),
+            // A cycle (refused at install): the rest in name order rather than never.
+            None => {
+                for n in deps.keys() {
+                    if !out.iter().any(|o| o == n) {
+                        out.push(n.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether `restart-condition` restarts a service that ended with `code` (128 + signal when a
+/// signal ended it).
+fn restarts(condition: RestartCondition, code: i32) -> bool {
+    let signal = (code > 128).then(|| code - 128);
+    let clean = code == 0
+        || matches!(
+            signal,
+            Some(libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGPIPE)
+        );
+    match condition {
+        RestartCondition::Never => false,
+        RestartCondition::Always => true,
+        RestartCondition::OnSuccess => clean,
+        RestartCondition::OnFailure => !clean,
+        RestartCondition::OnAbnormal => signal.is_some() && !clean,
+        RestartCondition::OnAbort => signal.is_some() && !clean,
+    }
+}
+
+/// How one run of a service ended.
+enum Ended {
+    /// packd asked it to stop.
+    Stopped,
+    /// It exited by itself with this code.
+    Exited(i32),
+}
+
+/// A service's supervising task: start, watch, restart as its `restart-condition` says, stop
+/// when asked. Reports the first start's outcome on `started`.
+async fn supervise(
+    d: Arc<Daemon>,
+    key: Key,
+    state: watch::Sender<Active>,
+    mut stop: oneshot::Receiver<()>,
+    started: oneshot::Sender<std::result::Result<(), String>>,
+) {
+    let (pack, app) = (&key.0, &key.1);
+    let root = d.paths.root().to_path_buf();
+    let mut started = Some(started);
+    let mut starts: VecDeque<Instant> = VecDeque::new();
+    loop {
+        let now = Instant::now();
+        starts.retain(|t| now.duration_since(*t) < START_WINDOW);
+        if starts.len() >= START_LIMIT {
+            let msg = format!(
+                "started {START_LIMIT} times within {}s; not restarting (fix it, then 'pack start {pack}.{app}')",
+                START_WINDOW.as_secs()
+            );
+            logs::note(&root, pack, app, &msg);
+            tracing::warn!(pack, app, "{msg}");
+            let _ = state.send(Active::Failed);
+            if let Some(tx) = started.take() {
+                let _ = tx.send(Err(msg));
+            }
+            return;
+        }
+        starts.push_back(now);
+        let _ = state.send(Active::Activating);
+        let meta_app = d
+            .store
+            .read(|s| s.current_meta(pack).and_then(|m| m.apps.get(app).cloned()));
+        let Some(meta_app) = meta_app else {
+            let _ = state.send(Active::Inactive);
+            if let Some(tx) = started.take() {
+                let _ = tx.send(Err("it is no longer installed".into()));
+            }
+            return;
+        };
+        let ended = run_once(&d, pack, app, &meta_app, &state, &mut stop, &mut started).await;
+        let code = match ended {
+            Ok(Ended::Stopped) => {
+                let _ = state.send(Active::Inactive);
+                return;
+            }
+            Ok(Ended::Exited(code)) => code,
+            Err(msg) => {
+                logs::note(&root, pack, app, &format!("cannot start: {msg}"));
+                if let Some(tx) = started.take() {
+                    let _ = state.send(Active::Failed);
+                    let _ = tx.send(Err(msg));
+                    return;
+                }
+                1
+            }
+        };
+        if !restarts(meta_app.restart_condition, code) {
+            let _ = state.send(if code == 0 {
+                Active::Inactive
+            } else {
+                Active::Failed
+            });
+            // Nothing more to supervise; stopping it is a no-op.
+            let _ = stop.await;
+            return;
+        }
+        let delay = meta_app.restart_delay.unwrap_or(RESTART_DELAY);
+        logs::note(
+            &root,
+            pack,
+            app,
+            &format!("restarting in {} ms", delay.as_millis()),
+        );
+        let _ = state.send(Active::Activating);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut stop => {
+                let _ = state.send(Active::Inactive);
+                return;
+            }
+        }
+    }
+}
+
+/// One run: launch, wait until started (per its daemon type), then until it ends or is asked
+/// to stop.
+async fn run_once(
+    d: &Arc<Daemon>,
+    pack: &str,
+    app: &str,
+    meta: &App,
+    state: &watch::Sender<Active>,
+    stop: &mut oneshot::Receiver<()>,
+    started: &mut Option<oneshot::Sender<std::result::Result<(), String>>>,
+) -> std::result::Result<Ended, String> {
+    let root = d.paths.root().to_path_buf();
+    let kind = meta.daemon.unwrap_or(Kind::Simple);
+    let notify = match kind {
+        Kind::Notify => Some(NotifySocket::bind(d, pack, app).map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    let service = ServiceLaunch {
+        notify_socket: notify.as_ref().map(|n| n.path.clone()),
+        outlive_command: kind == Kind::Forking,
+        command: None,
+    };
+    let mut running = launch(d, pack, app, service).await?;
+    logs::note(&root, pack, app, "started");
+    // Ready?
+    let ready = match (kind, &notify) {
+        (Kind::Notify, None) => Err("it has no notify socket".to_string()),
+        (Kind::Simple, _) => Ok(()),
+        (Kind::Notify, Some(n)) => {
+            tokio::select! {
+                r = n.ready() => r,
+                code = running.wait() => Err(format!("it exited with status {code} before it was ready")),
+                _ = tokio::time::sleep(READY_TIMEOUT) => Err(format!("it sent no READY=1 within {}s", READY_TIMEOUT.as_secs())),
+            }
+        }
+        (Kind::Oneshot | Kind::Forking, _) => match running.wait().await {
+            0 => Ok(()),
+            code => Err(format!("its command exited with status {code}")),
+        },
+    };
+    if let Err(msg) = ready {
+        running.cleanup().await;
+        return Err(msg);
+    }
+    let _ = state.send(Active::Active);
+    if let Some(tx) = started.take() {
+        let _ = tx.send(Ok(()));
+    }
+    let code = tokio::select! {
+        code = wait_end(&mut running, kind) => code,
+        _ = &mut *stop => {
+            let _ = state.send(Active::Deactivating);
+            stop_running(d, pack, app, meta, running, kind).await;
+            logs::note(&root, pack, app, "stopped");
+            return Ok(Ended::Stopped);
+        }
+    };
+    running.cleanup().await;
+    logs::note(&root, pack, app, &format!("exited with status {code}"));
+    Ok(Ended::Exited(code))
+}
+
+/// When the service has ended: the command's exit (the whole sandbox's for `forking`; a
+/// `oneshot` stays active until stopped).
+async fn wait_end(running: &mut Running, kind: Kind) -> i32 {
+    match kind {
+        Kind::Forking => running.wait_sandbox().await,
+        Kind::Oneshot => std::future::pending().await,
+        Kind::Simple | Kind::Notify => running.wait().await,
+    }
+}
+
+/// `stop-command` in its own sandbox, then SIGTERM, then after `stop-timeout` the whole
+/// cgroup is killed.
+async fn stop_running(
+    d: &Arc<Daemon>,
+    pack: &str,
+    app: &str,
+    meta: &App,
+    mut running: Running,
+    kind: Kind,
+) {
+    let timeout = meta.stop_timeout.unwrap_or(STOP_TIMEOUT);
+    if let Some(cmd) = &meta.stop_command {
+        let service = ServiceLaunch {
+            command: Some(cmd.clone()),
+            ..ServiceLaunch::default()
+        };
+        match launch(d, pack, app, service).await {
+            Ok(mut stopper) => {
+                if tokio::time::timeout(timeout, stopper.wait()).await.is_err() {
+                    tracing::warn!(pack, app, "stop-command timed out");
+                }
+                stopper.cleanup().await;
+            }
+            Err(e) => tracing::warn!(pack, app, error = %e, "cannot run stop-command"),
+        }
+    }
+    running.signal(libc::SIGTERM);
+    let ended = tokio::time::timeout(timeout, async {
+        match kind {
+            Kind::Forking | Kind::Oneshot => running.wait_sandbox().await,
+            _ => running.wait().await,
+        }
+    })
+    .await;
+    if ended.is_err() {
+        logs::note(
+            d.paths.root(),
+            pack,
+            app,
+            &format!("still running {}s after SIGTERM; killed", timeout.as_secs()),
+        );
+    }
+    running.cleanup().await;
+}
+
+/// Launches `pack.app` as a service: as root, stdin from /dev/null, stdout and stderr to its
+/// log.
+async fn launch(
+    d: &Arc<Daemon>,
+    pack: &str,
+    app: &str,
+    service: ServiceLaunch,
+) -> std::result::Result<Running, String> {
+    let target = AppRef {
+        pack: pack.to_string(),
+        app: Some(app.to_string()),
+    };
+    let inv = Invocation {
+        args: Vec::new(),
+        env: BTreeMap::from([(
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        )]),
+        cwd: PathBuf::from("/"),
+        uid: 0,
+        gid: 0,
+        groups: Vec::new(),
+    };
+    let prepared = instance::prepare(d, &target, inv)
+        .map_err(|e| e.to_string())?
+        .as_service(service);
+    let stdio = output_pipe(d, pack, app).map_err(|e| format!("cannot set up its log: {e}"))?;
+    prepared.start(d, stdio).await.map_err(|(msg, _)| msg)
+}
+
+/// stdin from /dev/null; stdout and stderr one pipe, pumped into the log.
+fn output_pipe(d: &Daemon, pack: &str, app: &str) -> std::io::Result<Stdio3> {
+    let null = std::fs::File::open("/dev/null")?;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(r)?;
+    let path = logs::log_file(d.paths.root(), pack, app);
+    tokio::spawn(logs::pump(reader, path, format!("{pack}.{app}")));
+    let stderr = w.try_clone()?;
+    Ok(Stdio3 {
+        stdin: null.into(),
+        stdout: w,
+        stderr,
+    })
+}
+
+/// A `notify` service's socket: `run/packd/notify/NAME.APP.socket` on the host.
+struct NotifySocket {
+    path: PathBuf,
+    sock: tokio::net::UnixDatagram,
+}
+
+impl NotifySocket {
+    fn bind(d: &Daemon, pack: &str, app: &str) -> std::io::Result<NotifySocket> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = d.paths.run_dir().join("notify");
+        crate::fsutil::ensure_dir(&dir, 0o700)?;
+        let path = dir.join(format!("{pack}.{app}.socket"));
+        crate::fsutil::remove_file_if_exists(&path)?;
+        let sock = tokio::net::UnixDatagram::bind(&path)?;
+        // The service may run as any user of its sandbox; only its sandbox can reach it.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+        Ok(NotifySocket { path, sock })
+    }
+
+    /// Until a datagram says `READY=1`.
+    async fn ready(&self) -> std::result::Result<(), String> {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = self
+                .sock
+                .recv(&mut buf)
+                .await
+                .map_err(|e| format!("cannot read its notify socket: {e}"))?;
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if text.lines().any(|l| l.trim() == "READY=1") {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests;

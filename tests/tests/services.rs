@@ -1,0 +1,289 @@
+//! Services end to end: real daemons supervise apps with `daemon:`; started at install and at
+//! boot, restarted as their restart-condition says, stopped gracefully or by force, their
+//! output in `pack logs`, and restarted when a connection changes their permissions.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use packd_tests::{Env, require_root, write_pack_dir};
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// Installs pack `name` (on busybox) with `apps` (YAML under `apps:`) and `files`.
+fn install(env: &Env, name: &str, top: &str, apps: &str, files: &[(&str, &str)]) {
+    let yaml = format!("name: {name}\nversion: '1'\nbase: busybox\n{top}apps:\n{apps}");
+    let dir = write_pack_dir(env.dir.path(), name, &yaml, files);
+    env.install(&env.build(&dir));
+}
+
+/// `pack services --json`, as (service, enabled, active).
+fn services(env: &Env) -> Vec<(String, bool, String)> {
+    json(&env.pack(["services", "--json"]).ok())
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                format!(
+                    "{}.{}",
+                    s["pack"].as_str().unwrap(),
+                    s["name"].as_str().unwrap()
+                ),
+                s["enabled"].as_bool().unwrap(),
+                s["active"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn state(env: &Env, service: &str) -> String {
+    services(env)
+        .into_iter()
+        .find(|(s, _, _)| s == service)
+        .map(|(_, _, a)| a)
+        .unwrap_or_else(|| panic!("{service} is not listed"))
+}
+
+/// Waits (up to 15 s) until `what` holds.
+#[track_caller]
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn logs(env: &Env, name: &str) -> String {
+    env.pack(["logs", name, "-n", "all"]).ok()
+}
+
+fn data(env: &Env, pack: &str) -> PathBuf {
+    env.root.join(format!("var/pack/{pack}/x1"))
+}
+
+const TICK: &str = "#!/bin/sh\necho \"hello from $PACK_APP_NAME\"\nexec sleep 1000\n";
+
+#[test]
+fn a_service_runs_from_install_logs_and_follows_start_stop_and_boot() {
+    require_root!();
+    let mut env = Env::new();
+    env.install_base();
+    install(
+        &env,
+        "svc",
+        "",
+        "  tick:\n    command: bin/tick\n    daemon: simple\n  tool:\n    command: bin/tick\n",
+        &[("bin/tick", TICK)],
+    );
+    // Only the daemon is a service; it runs as soon as the install is done.
+    assert_eq!(
+        json(&env.pack(["services", "--json"]).ok()),
+        serde_json::json!([{"pack": "svc", "name": "tick", "daemon": "simple", "enabled": true, "active": "active"}])
+    );
+    eventually("its output is in its log", || {
+        logs(&env, "svc").contains("svc.tick: hello from tick")
+    });
+    let table = env.pack(["services"]).ok();
+    assert!(
+        table.contains("svc.tick") && table.contains("enabled") && table.contains("active"),
+        "{table}"
+    );
+
+    env.pack(["stop", "svc"]).ok();
+    assert_eq!(state(&env, "svc.tick"), "inactive");
+    env.pack(["start", "svc.tick"]).ok();
+    assert_eq!(state(&env, "svc.tick"), "active");
+    eventually("the second run logged too", || {
+        logs(&env, "svc.tick").matches("hello from tick").count() == 2
+    });
+    // -n counts lines from the end.
+    assert_eq!(env.pack(["logs", "svc", "-n", "1"]).ok().lines().count(), 1);
+
+    // Disabled: not started at boot.
+    env.pack(["stop", "--disable", "svc"]).ok();
+    assert_eq!(
+        services(&env),
+        [("svc.tick".into(), false, "inactive".into())]
+    );
+    env.stop();
+    env.start();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(state(&env, "svc.tick"), "inactive");
+    // Enabled again: started now and at every boot.
+    env.pack(["start", "--enable", "svc"]).ok();
+    env.stop();
+    env.start();
+    eventually("it is started at boot", || {
+        state(&env, "svc.tick") == "active"
+    });
+
+    // Errors name the problem.
+    let err = env.pack(["start", "svc.tool"]).fails(1);
+    assert!(err.contains("svc.tool is not a service"), "{err}");
+    let err = env.pack(["stop", "--enable", "svc"]).fails(1);
+    assert!(err.contains("--enable"), "{err}");
+    let err = env.pack(["logs", "nope"]).fails(1);
+    assert!(err.contains("\"nope\" is not installed"), "{err}");
+
+    env.pack(["remove", "svc"]).ok();
+    assert!(services(&env).is_empty());
+}
+
+#[test]
+fn restart_conditions_are_followed_and_a_crash_loop_ends_failed() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    let flaky = "#!/bin/sh\necho run >> $PACK_DATA/runs\n\
+                 [ $(wc -l < $PACK_DATA/runs) -ge 2 ] || exit 1\nexec sleep 1000\n";
+    install(
+        &env,
+        "rc",
+        "",
+        "  flaky:\n    command: bin/flaky\n    daemon: simple\n    restart-delay: 50ms\n\
+         \x20 crash:\n    command: bin/crash\n    daemon: simple\n    restart-condition: always\n    restart-delay: 10ms\n\
+         \x20 once:\n    command: bin/crash\n    daemon: simple\n    restart-condition: never\n",
+        &[
+            ("bin/flaky", flaky),
+            ("bin/crash", "#!/bin/sh\necho crashing\nexit 3\n"),
+        ],
+    );
+    // on-failure (the default): restarted after its first run failed, then it stays up.
+    eventually("flaky is back up", || {
+        fs::read_to_string(data(&env, "rc").join("runs")).is_ok_and(|r| r.lines().count() == 2)
+            && state(&env, "rc.flaky") == "active"
+    });
+    // never: it failed and stays failed.
+    eventually("once has failed", || state(&env, "rc.once") == "failed");
+    assert_eq!(logs(&env, "rc.once").matches("crashing").count(), 1);
+    // always, but crashing at once every time: the start limit ends the loop.
+    eventually("crash has failed", || state(&env, "rc.crash") == "failed");
+    let log = logs(&env, "rc.crash");
+    assert_eq!(log.matches("crashing").count(), 5, "{log}");
+    assert!(log.contains("not restarting"), "{log}");
+    // A start by hand tries again.
+    env.pack(["start", "rc.once"]).ok();
+    eventually("once ran again", || {
+        logs(&env, "rc.once").matches("crashing").count() == 2
+    });
+}
+
+#[test]
+fn notify_oneshot_forking_and_ordering_start_when_they_say() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    let notify = "#!/bin/sh\nsleep 0.3\necho ready > $PACK_DATA/notify\n\
+                  $PACK/bin/probe --notify READY=1\nexec sleep 1000\n";
+    let oneshot = "#!/bin/sh\necho $PACK_APP_NAME >> $PACK_DATA/order\n";
+    let forking = "#!/bin/sh\nsleep 1000 &\necho $PACK_APP_NAME >> $PACK_DATA/order\nexit 0\n";
+    let dir = write_pack_dir(
+        env.dir.path(),
+        "kinds",
+        "name: kinds\nversion: '1'\nbase: busybox\napps:\n\
+         \x20 ready:\n    command: bin/ready\n    daemon: notify\n\
+         \x20 setup:\n    command: bin/oneshot\n    daemon: oneshot\n    before: [forked]\n\
+         \x20 forked:\n    command: bin/forking\n    daemon: forking\n",
+        &[
+            ("bin/ready", notify),
+            ("bin/oneshot", oneshot),
+            ("bin/forking", forking),
+        ],
+    );
+    fs::copy(packd_tests::probe::probe_binary(), dir.join("bin/probe")).unwrap();
+    env.install(&env.build(&dir));
+    // The install waited for READY=1, which came after the file.
+    assert_eq!(
+        fs::read_to_string(data(&env, "kinds").join("notify")).unwrap(),
+        "ready\n"
+    );
+    // setup (before forked) ran first and counts as active once done; forked is active after
+    // its command left a process behind.
+    assert_eq!(
+        fs::read_to_string(data(&env, "kinds").join("order")).unwrap(),
+        "setup\nforked\n"
+    );
+    assert_eq!(state(&env, "kinds.ready"), "active");
+    assert_eq!(state(&env, "kinds.setup"), "active");
+    assert_eq!(state(&env, "kinds.forked"), "active");
+    // Stopping the forking service ends what its command left behind.
+    let procs_before = count_procs("sleep 1000");
+    env.pack(["stop", "kinds.forked"]).ok();
+    assert_eq!(state(&env, "kinds.forked"), "inactive");
+    eventually("the forked sleeper is gone", || {
+        count_procs("sleep 1000") == procs_before - 1
+    });
+}
+
+/// Processes on the host whose command line is `cmd` (the sandboxes' pids are the host's too).
+fn count_procs(cmd: &str) -> usize {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == cmd)
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn stopping_runs_stop_command_then_terminates_then_kills() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    let stubborn = "#!/bin/sh\ntrap '' TERM\necho up\nwhile true; do sleep 0.1; done\n";
+    let stopper = "#!/bin/sh\necho stop-command ran > $PACK_DATA/stopped\n";
+    install(
+        &env,
+        "stub",
+        "",
+        "  svc:\n    command: bin/stubborn\n    daemon: simple\n    stop-command: bin/stopper\n    stop-timeout: 1s\n",
+        &[("bin/stubborn", stubborn), ("bin/stopper", stopper)],
+    );
+    eventually("it is up", || logs(&env, "stub").contains("up"));
+    env.pack(["stop", "stub"]).ok();
+    assert_eq!(state(&env, "stub.svc"), "inactive");
+    assert_eq!(
+        fs::read_to_string(data(&env, "stub").join("stopped")).unwrap(),
+        "stop-command ran\n"
+    );
+    let log = logs(&env, "stub");
+    assert!(log.contains("after SIGTERM; killed"), "{log}");
+}
+
+#[test]
+fn a_connection_change_restarts_the_running_services_it_affects() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    install(
+        &env,
+        "watcher",
+        "plugs:\n  mount-observe:\n",
+        "  svc:\n    command: bin/tick\n    daemon: simple\n",
+        &[("bin/tick", TICK)],
+    );
+    eventually("it started", || {
+        logs(&env, "watcher").matches("hello from svc").count() == 1
+    });
+    env.pack(["connect", "watcher:mount-observe"]).ok();
+    eventually("it restarted after connect", || {
+        logs(&env, "watcher").matches("hello from svc").count() == 2
+    });
+    assert_eq!(state(&env, "watcher.svc"), "active");
+    env.pack(["disconnect", "watcher:mount-observe"]).ok();
+    eventually("it restarted after disconnect", || {
+        logs(&env, "watcher").matches("hello from svc").count() == 3
+    });
+    // A stopped service stays stopped.
+    env.pack(["stop", "watcher"]).ok();
+    env.pack(["connect", "watcher:mount-observe"]).ok();
+    assert_eq!(state(&env, "watcher.svc"), "inactive");
+    assert_eq!(logs(&env, "watcher").matches("hello from svc").count(), 3);
+}
