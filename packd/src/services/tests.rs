@@ -1,7 +1,7 @@
 use super::*;
 
 fn app(after: &[&str], before: &[&str]) -> App {
-    let yaml = "name: pk\nversion: '1'\napps:\n  x:\n    command: bin/x\n    daemon: simple\n";
+    let yaml = "name: pk\nversion: '1'\nbase: busybox\napps:\n  x:\n    command: bin/x\n    daemon: simple\n";
     let meta = packfmt::PackMeta::from_yaml(yaml.as_bytes(), Default::default()).unwrap();
     let mut a = meta.apps["x"].clone();
     a.after = after.iter().map(|s| s.to_string()).collect();
