@@ -23,6 +23,9 @@ pub struct Bind {
     pub optional: bool,
     /// Create the target directory first (it lies on a writable directory of the plug's pack).
     pub create_target: bool,
+    /// Create the source directory when it is missing (a content provider's directory in its
+    /// own writable data, which its app may not have made yet).
+    pub create_source: bool,
 }
 
 impl Bind {
@@ -34,6 +37,7 @@ impl Bind {
             readonly,
             optional,
             create_target: false,
+            create_source: false,
         }
     }
 }
@@ -137,7 +141,12 @@ pub(crate) fn content(c: &Connection<'_>, g: &mut Grants) -> Result<(), AttrErro
                     c.slot.what("slot")
                 )));
             }
-            dirs.push((c.slot.host(var).join(rest), rest.to_string(), readonly));
+            dirs.push((
+                c.slot.host(var).join(rest),
+                rest.to_string(),
+                readonly,
+                var != "PACK",
+            ));
         }
     }
     if dirs.is_empty() {
@@ -147,7 +156,7 @@ pub(crate) fn content(c: &Connection<'_>, g: &mut Grants) -> Result<(), AttrErro
         )));
     }
     let single = dirs.len() == 1;
-    for (source, rest, readonly) in dirs {
+    for (source, rest, readonly, in_data) in dirs {
         let target = if single {
             target.clone()
         } else {
@@ -172,6 +181,7 @@ pub(crate) fn content(c: &Connection<'_>, g: &mut Grants) -> Result<(), AttrErro
             readonly,
             optional: false,
             create_target: var != "PACK",
+            create_source: in_data,
         });
     }
     Ok(())

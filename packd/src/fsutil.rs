@@ -185,3 +185,59 @@ mod tests {
         assert!(ensure_dir(&link, 0o755).is_err());
     }
 }
+
+/// Creates `base/rel` (and its missing parents below `base`) without following a symlink
+/// anywhere below `base`: each step is opened with `O_NOFOLLOW` relative to the one before,
+/// so a directory swapped for a symlink by whoever can write there (a pack's own app, in its
+/// data) cannot send the creation elsewhere on the host.
+pub fn ensure_dir_beneath(base: &Path, rel: &Path, mode: u32) -> io::Result<()> {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    use std::path::Component;
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_PATH;
+    let mut dir = std::fs::File::open(base)?.into();
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a plain relative path", rel.display()),
+            ));
+        };
+        let next: std::os::fd::OwnedFd = match openat(&dir, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => {
+                match mkdirat(&dir, name, Mode::from_bits_truncate(mode)) {
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                openat(&dir, name, flags, Mode::empty())?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        dir = next;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod beneath_tests {
+    use super::*;
+
+    #[test]
+    fn dirs_are_made_beneath_and_symlinks_are_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("base");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(base.join("p/x1")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        ensure_dir_beneath(&base, Path::new("p/x1/shared/deep"), 0o755).unwrap();
+        assert!(base.join("p/x1/shared/deep").is_dir());
+        // An existing directory is fine.
+        ensure_dir_beneath(&base, Path::new("p/x1/shared"), 0o755).unwrap();
+        // A symlink on the way is refused, and nothing appears where it points.
+        std::os::unix::fs::symlink(&outside, base.join("p/x1/link")).unwrap();
+        assert!(ensure_dir_beneath(&base, Path::new("p/x1/link/made"), 0o755).is_err());
+        assert!(!outside.join("made").exists());
+        assert!(ensure_dir_beneath(&base, Path::new("p/../escape"), 0o755).is_err());
+    }
+}

@@ -235,19 +235,17 @@ fn content_shares_a_directory_between_two_packs() {
     install_app(
         &env,
         "provider",
-        "slots:\n  share:\n    interface: content\n    write: [$PACK_COMMON/out]\n",
+        "slots:\n  share:\n    interface: content\n    write: [$PACK_COMMON/out/deep]\n",
     );
-    sh(
-        &env,
-        "provider",
-        "mkdir -p $PACK_COMMON/out && echo shared > $PACK_COMMON/out/file",
-    )
-    .ok();
     install_app(
         &env,
         "consumer",
         "plugs:\n  share:\n    interface: content\n    target: $PACK_DATA/in\n    default-provider: provider\n",
     );
+    // The provider has not made its directory yet: packd makes it, empty.
+    assert_eq!(sh(&env, "consumer", "ls -A $PACK_DATA/in").ok(), "");
+    assert!(env.root.join("var/pack/provider/common/out/deep").is_dir());
+    sh(&env, "provider", "echo shared > $PACK_COMMON/out/deep/file").ok();
     // The default provider's slot connected by itself.
     assert_eq!(
         connections(&env, &["consumer"]),
@@ -263,7 +261,7 @@ fn content_shares_a_directory_between_two_packs() {
         "shared\n"
     );
     assert_eq!(
-        sh(&env, "provider", "cat $PACK_COMMON/out/reply").ok(),
+        sh(&env, "provider", "cat $PACK_COMMON/out/deep/reply").ok(),
         "back\n"
     );
     // Removing the provider disconnects the consumer cleanly.

@@ -54,6 +54,20 @@ pub fn resolve(root: &Path, base: &Path, grants: Grants, uid: u32) -> Result<Gra
         });
     }
     for b in &grants.binds {
+        if b.create_source && !b.source.exists() {
+            // A content provider's directory under its data (`var/pack/PROVIDER/…`): made
+            // empty, like the data directories around it, so the consumer's launch need not
+            // wait for the provider's app to make it. The provider can write there: no
+            // symlink below `var/pack` is followed.
+            let data = root.join("var/pack");
+            let rel = b.source.strip_prefix(&data).map_err(|_| {
+                Error::Internal(format!(
+                    "a content source outside the packs' data: {}",
+                    b.source.display()
+                ))
+            })?;
+            crate::fsutil::ensure_dir_beneath(&data, rel, 0o755).ctx("create", &b.source)?;
+        }
         let source_there = b.source.exists();
         let target_there = b.create_target
             || b.target.starts_with("/var/pack")
