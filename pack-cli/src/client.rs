@@ -96,6 +96,11 @@ impl Client {
     /// Sends a request and decodes snapd's envelope; error envelopes become [`ClientError::Api`].
     async fn call(&self, req: Request<Body>) -> Result<Envelope> {
         let resp = self.send(req).await?;
+        Self::envelope(resp).await
+    }
+
+    /// Decodes a response's envelope; error envelopes become [`ClientError::Api`].
+    async fn envelope(resp: hyper::Response<hyper::body::Incoming>) -> Result<Envelope> {
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -151,24 +156,14 @@ impl Client {
             return Ok(resp);
         }
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(protocol)?
-            .to_bytes();
-        let err: ErrorResult = serde_json::from_slice::<Envelope>(&bytes)
-            .ok()
-            .and_then(|env| serde_json::from_value(env.result).ok())
-            .unwrap_or(ErrorResult {
-                message: format!("packd answered {status}"),
+        match Self::envelope(resp).await {
+            Err(e) => Err(e),
+            Ok(_) => Err(ClientError::Api {
+                status: status.as_u16(),
                 kind: String::new(),
-            });
-        Err(ClientError::Api {
-            status: status.as_u16(),
-            kind: err.kind,
-            message: err.message,
-        })
+                message: format!("packd answered {status}"),
+            }),
+        }
     }
 
     /// `POST path` with a JSON body; returns the envelope (async answers carry a change id).

@@ -5,6 +5,24 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// For list commands: prints `items` as JSON with `--json`, or `empty` (on stderr) when there
+/// are none; true when that was all there was to print, false when a table should follow.
+pub fn json_or_empty<T: serde::Serialize>(
+    json: bool,
+    items: &[T],
+    empty: &str,
+) -> anyhow::Result<bool> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(items)?);
+        return Ok(true);
+    }
+    if items.is_empty() {
+        eprintln!("{empty}");
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// Prints rows as left-aligned columns separated by two spaces (like `snap list`).
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();

@@ -20,12 +20,11 @@ pub async fn list(client: &Client, args: &ConnectionsArgs) -> anyhow::Result<()>
         format!("/v2/connections?{}", query.join("&"))
     };
     let conns: Vec<ConnectionInfo> = client.get(&path).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&conns)?);
-        return Ok(());
-    }
-    if conns.is_empty() {
-        eprintln!("No connections. 'pack connections --all' also lists unconnected plugs.");
+    if crate::output::json_or_empty(
+        args.json,
+        &conns,
+        "No connections. 'pack connections --all' also lists unconnected plugs.",
+    )? {
         return Ok(());
     }
     let rows: Vec<Vec<String>> = conns

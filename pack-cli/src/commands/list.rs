@@ -7,12 +7,11 @@ use crate::client::Client;
 
 pub async fn run(client: &Client, args: &ListArgs) -> anyhow::Result<()> {
     let packs: Vec<PackInfo> = client.get("/v2/packs").await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&packs)?);
-        return Ok(());
-    }
-    if packs.is_empty() {
-        eprintln!("No packs are installed yet. Try 'pack install FILE --dangerous'.");
+    if crate::output::json_or_empty(
+        args.json,
+        &packs,
+        "No packs are installed yet. Try 'pack install FILE --dangerous'.",
+    )? {
         return Ok(());
     }
     let rows: Vec<Vec<String>> = packs

@@ -13,12 +13,7 @@ pub async fn list(client: &Client, args: &ServicesArgs) -> anyhow::Result<()> {
         path.push_str(&format!("&names={}", args.names.join(",")));
     }
     let services: Vec<ServiceInfo> = client.get(&path).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&services)?);
-        return Ok(());
-    }
-    if services.is_empty() {
-        eprintln!("There are no services.");
+    if crate::output::json_or_empty(args.json, &services, "There are no services.")? {
         return Ok(());
     }
     let rows: Vec<Vec<String>> = services
