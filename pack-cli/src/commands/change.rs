@@ -13,6 +13,17 @@ pub fn change_id(env: &Envelope) -> anyhow::Result<String> {
     }
 }
 
+/// An async answer's change: its id printed with `--no-wait`, else followed to its end.
+pub async fn wait_or_print(client: &Client, env: &Envelope, no_wait: bool) -> anyhow::Result<()> {
+    let id = change_id(env)?;
+    if no_wait {
+        println!("{id}");
+        return Ok(());
+    }
+    follow(client, &id).await?;
+    Ok(())
+}
+
 /// Waits for the change; a failed change becomes an error with the failing task's message.
 pub async fn follow(client: &Client, id: &str) -> anyhow::Result<ChangeInfo> {
     let spinner = crate::output::spinner("");

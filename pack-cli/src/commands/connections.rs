@@ -2,7 +2,7 @@
 
 use packd_api::types::{ConnectRequest, ConnectionInfo, InterfaceInfo};
 
-use super::change::{change_id, follow};
+use super::change::wait_or_print;
 use crate::cli::{ConnectArgs, ConnectionsArgs, InterfaceArgs, JsonArgs};
 use crate::client::Client;
 
@@ -59,13 +59,7 @@ pub async fn change(client: &Client, action: &str, args: &ConnectArgs) -> anyhow
             },
         )
         .await?;
-    let id = change_id(&env)?;
-    if args.no_wait {
-        println!("{id}");
-        return Ok(());
-    }
-    follow(client, &id).await?;
-    Ok(())
+    wait_or_print(client, &env, args.no_wait).await
 }
 
 pub async fn interfaces(client: &Client, args: &JsonArgs) -> anyhow::Result<()> {

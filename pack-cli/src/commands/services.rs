@@ -3,7 +3,7 @@
 use http_body_util::BodyExt;
 use packd_api::types::{LogLine, ServiceInfo, ServiceRequest};
 
-use super::change::{change_id, follow};
+use super::change::wait_or_print;
 use crate::cli::{LogsArgs, ServiceArgs, ServicesArgs};
 use crate::client::Client;
 
@@ -43,13 +43,7 @@ pub async fn change(client: &Client, action: &str, args: &ServiceArgs) -> anyhow
             },
         )
         .await?;
-    let id = change_id(&env)?;
-    if args.no_wait {
-        println!("{id}");
-        return Ok(());
-    }
-    follow(client, &id).await?;
-    Ok(())
+    wait_or_print(client, &env, args.no_wait).await
 }
 
 pub async fn logs(client: &Client, args: &LogsArgs) -> anyhow::Result<()> {
