@@ -115,6 +115,29 @@ pub enum Command {
     Restart(ServiceArgs),
     /// Show the output of services: the last lines, or with -f new lines as they come.
     Logs(LogsArgs),
+    /// List changes: what packd did and is doing (install, remove, connect, start, ...).
+    Changes(JsonArgs),
+    /// Show the tasks of a change, with their status and log.
+    Tasks(ChangeArgs),
+    /// Follow a change until it is done (exits non-zero when it failed).
+    Watch(ChangeIdArg),
+    /// Abort a change that is still running (root): what it did is undone.
+    Abort(ChangeIdArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ChangeArgs {
+    /// The change id (see 'pack changes').
+    pub id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ChangeIdArg {
+    /// The change id (see 'pack changes').
+    pub id: String,
 }
 
 #[derive(Debug, clap::Args)]

@@ -287,3 +287,84 @@ fn a_connection_change_restarts_the_running_services_it_affects() {
     assert_eq!(state(&env, "watcher.svc"), "inactive");
     assert_eq!(logs(&env, "watcher").matches("hello from svc").count(), 3);
 }
+
+#[test]
+fn a_stuck_install_is_aborted_and_undone_and_changes_tell_the_story() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    // A notify service that never says it is ready: the install waits for it.
+    let dir = write_pack_dir(
+        env.dir.path(),
+        "stuck",
+        "name: stuck\nversion: '1'\nbase: busybox\napps:\n  svc:\n    command: bin/svc\n    daemon: notify\n",
+        &[(
+            "bin/svc",
+            "#!/bin/sh\necho waiting forever\nexec sleep 1000\n",
+        )],
+    );
+    let file = env.build(&dir);
+    let id = env
+        .pack([
+            "install".as_ref(),
+            file.as_os_str(),
+            "--dangerous".as_ref(),
+            "--no-wait".as_ref(),
+        ])
+        .ok()
+        .trim()
+        .to_string();
+    eventually("the service is starting", || {
+        logs_of(&env, "stuck").contains("waiting forever")
+    });
+    let tasks = env.pack(["tasks", &id]).ok();
+    assert!(
+        tasks.contains("Doing") && tasks.contains("Start services of pack \"stuck\""),
+        "{tasks}"
+    );
+    env.pack(["abort", &id]).ok();
+    // watch follows it to its end and reports the failure.
+    let err = env.pack(["watch", &id]).fails(1);
+    assert!(err.contains("aborted"), "{err}");
+    let tasks = json(&env.pack(["tasks", &id, "--json"]).ok());
+    let statuses: Vec<&str> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == "Undone" || *s == "Hold" || *s == "Error"),
+        "{statuses:?}"
+    );
+    // Nothing of the pack is left, and the change list shows what happened.
+    assert!(env.pack(["list", "--json"]).ok().contains("busybox"));
+    assert!(!env.pack(["list", "--json"]).ok().contains("stuck"));
+    assert!(services(&env).is_empty());
+    let changes = env.pack(["changes"]).ok();
+    assert!(
+        changes.contains(&format!("{id} ")) && changes.contains("Install pack \"stuck\""),
+        "{changes}"
+    );
+    // Finished changes cannot be aborted.
+    let err = env.pack(["abort", &id]).fails(1);
+    assert!(err.contains("only unfinished changes"), "{err}");
+}
+
+/// The log file itself (the pack may be gone from the API).
+fn logs_of(env: &Env, pack: &str) -> String {
+    fs::read_dir(env.root.join("var/log/packd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{pack}."))
+                })
+                .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
+}

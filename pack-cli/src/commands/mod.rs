@@ -1,6 +1,7 @@
 //! One module per command; each returns the process exit status.
 
 mod change;
+mod changes;
 mod connections;
 mod debug;
 mod info;
@@ -37,6 +38,10 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Stop(args) => services::change(&client, "stop", &args).await,
         Command::Restart(args) => services::change(&client, "restart", &args).await,
         Command::Logs(args) => services::logs(&client, &args).await,
+        Command::Changes(args) => changes::list(&client, &args).await,
+        Command::Tasks(args) => changes::tasks(&client, &args).await,
+        Command::Watch(args) => change::follow(&client, &args.id).await.map(|_| ()),
+        Command::Abort(args) => changes::abort(&client, &args.id).await,
     };
     match result {
         Ok(()) => 0,

@@ -118,3 +118,43 @@ pub async fn get(
     }
     Ok(sync(info))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct ChangeAction {
+    action: String,
+}
+
+/// `POST /v2/changes/{id}` with `{"action": "abort"}` (root): stops the change and undoes what
+/// it did.
+pub async fn action(
+    State(d): State<Arc<Daemon>>,
+    axum::Extension(peer): axum::Extension<super::Peer>,
+    Path(id): Path<String>,
+    axum::Json(req): axum::Json<ChangeAction>,
+) -> ApiResult {
+    if req.action != "abort" {
+        return Err(ApiError::bad_request(format!(
+            "unknown action {:?}; this packd supports: abort",
+            req.action
+        )));
+    }
+    peer.require_root("aborting a change")?;
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::bad_request(format!("invalid change id {id:?}; see 'pack changes'"))
+    })?;
+    let info = d.store.update(|s| {
+        let c = s.changes.get_mut(&id).ok_or_else(|| Error::NotFound {
+            kind: "change-not-found",
+            message: format!("change {id} not found; see 'pack changes'"),
+        })?;
+        if !c.abort("aborted by root") {
+            return Err(Error::bad(format!(
+                "change {id} is already {}; only unfinished changes can be aborted",
+                status_word(c.status())
+            )));
+        }
+        Ok(change_info(c))
+    })?;
+    tracing::warn!(change = id, "change aborted");
+    Ok(sync(info))
+}

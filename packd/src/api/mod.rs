@@ -74,7 +74,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v2/packs", get(packs::list).post(packs::install))
         .route("/v2/packs/{name}", get(packs::info).post(packs::action))
         .route("/v2/changes", get(changes::list))
-        .route("/v2/changes/{id}", get(changes::get))
+        .route("/v2/changes/{id}", get(changes::get).post(changes::action))
         .route("/v2/run", post(run::run))
         .route(
             "/v2/connections",

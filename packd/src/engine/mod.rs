@@ -48,6 +48,22 @@ impl TaskCtx<'_> {
         })
     }
 
+    /// Resolves when the change is aborted (or fails elsewhere): long waits in a handler race
+    /// with it, so `pack abort` does not wait for them to time out.
+    pub async fn aborted(&self) {
+        let mut updates = self.store.subscribe();
+        loop {
+            let gone = self.store.read(|s| {
+                s.changes
+                    .get(&self.change_id)
+                    .is_none_or(|c| c.err.is_some())
+            });
+            if gone || updates.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Records a value on the task, persisted at once: record before acting, so a re-run after a
     /// crash still knows what the first run saw.
     pub fn set<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
@@ -252,6 +268,8 @@ fn finish_step(change: &mut Change, task_id: u64, mode: Mode, error: Option<Stri
     };
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     match (mode, error) {
+        // Aborted while it ran: undone like the tasks before it.
+        (Mode::Do, None) if change.err.is_some() => change.tasks[idx].status = Status::Undo,
         (Mode::Do, None) => change.tasks[idx].status = Status::Done,
         (Mode::Undo, None) => change.tasks[idx].status = Status::Undone,
         (Mode::Do, Some(err)) => {

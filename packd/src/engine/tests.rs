@@ -5,12 +5,14 @@ use super::*;
 use crate::error::Error;
 use crate::state::{Plan, Store, TaskKind};
 
-/// Records every call; fails `do` of the kinds in `fail_do` and `undo` of those in `fail_undo`.
+/// Records every call; fails `do` of the kinds in `fail_do` and `undo` of those in `fail_undo`;
+/// aborts the change while `do` of `abort_in` runs (as root would, from the API).
 #[derive(Default)]
 struct Fake {
     calls: Mutex<Vec<String>>,
     fail_do: Vec<TaskKind>,
     fail_undo: Vec<TaskKind>,
+    abort_in: Option<TaskKind>,
 }
 
 impl Handlers for Arc<Fake> {
@@ -25,6 +27,12 @@ impl Handlers for Arc<Fake> {
         };
         if fail.contains(&ctx.kind) {
             return Err(Error::bad(format!("{:?} failed", ctx.kind)));
+        }
+        if mode == Mode::Do && self.abort_in == Some(ctx.kind) {
+            ctx.store().update(|s| {
+                s.changes.get_mut(&ctx.change_id).unwrap().abort("aborted");
+                Ok(())
+            })?;
         }
         if mode == Mode::Do {
             ctx.set("ran", &true)?;
@@ -190,4 +198,35 @@ fn a_change_caught_undoing_finishes_undoing() {
         *fake.calls.lock().unwrap(),
         ["Undo MountPack", "Undo PreparePack"]
     );
+}
+
+#[test]
+fn an_abort_holds_what_has_not_run_and_undoes_what_has() {
+    let (_d, store, fake) = setup(Fake {
+        abort_in: Some(TaskKind::MountPack),
+        ..Default::default()
+    });
+    let id = add_change(&store);
+    let engine = Engine::start(store.clone(), Box::new(fake.clone()));
+    engine.enqueue(id);
+    let c = wait_ready(&store, id);
+    engine.stop();
+    assert_eq!(c.err.as_deref(), Some("aborted"));
+    let statuses: Vec<Status> = c.tasks.iter().map(|t| t.status).collect();
+    // The task under way finished, then was undone with the one before it.
+    assert_eq!(
+        statuses,
+        [Status::Undone, Status::Undone, Status::Hold, Status::Hold]
+    );
+    assert_eq!(
+        *fake.calls.lock().unwrap(),
+        [
+            "Do PreparePack",
+            "Do MountPack",
+            "Undo MountPack",
+            "Undo PreparePack"
+        ]
+    );
+    // A finished change cannot be aborted.
+    assert!(!store.read(|s| s.changes[&id].clone()).abort("again"));
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use super::PackManager;
 use crate::engine::TaskCtx;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::services::Active;
 use crate::state::{Plan, State};
 
@@ -124,8 +124,14 @@ impl PackManager {
         if to_start.is_empty() {
             return Ok(());
         }
-        self.runtime
-            .block_on(self.services.start(&name, Some(&to_start)))
+        self.runtime.block_on(async {
+            tokio::select! {
+                started = self.services.start(&name, Some(&to_start)) => started,
+                () = ctx.aborted() => Err(Error::Service(
+                    "aborted while starting services".into(),
+                )),
+            }
+        })
     }
 
     pub(super) fn undo_start_services(&self, ctx: &TaskCtx<'_>) -> Result<()> {

@@ -439,21 +439,31 @@ async fn run_once(
     };
     let mut running = launch(d, pack, app, service).await?;
     logs::note(&root, pack, app, "started");
-    // Ready?
-    let ready = match (kind, &notify) {
-        (Kind::Notify, None) => Err("it has no notify socket".to_string()),
-        (Kind::Simple, _) => Ok(()),
-        (Kind::Notify, Some(n)) => {
-            tokio::select! {
-                r = n.ready() => r,
-                code = running.wait() => Err(format!("it exited with status {code} before it was ready")),
-                _ = tokio::time::sleep(READY_TIMEOUT) => Err(format!("it sent no READY=1 within {}s", READY_TIMEOUT.as_secs())),
+    // Ready? (A stop asked for meanwhile ends the wait.)
+    let ready = async {
+        match (kind, &notify) {
+            (Kind::Notify, None) => Err("it has no notify socket".to_string()),
+            (Kind::Simple, _) => Ok(()),
+            (Kind::Notify, Some(n)) => {
+                tokio::select! {
+                    r = n.ready() => r,
+                    code = running.wait() => Err(format!("it exited with status {code} before it was ready")),
+                    _ = tokio::time::sleep(READY_TIMEOUT) => Err(format!("it sent no READY=1 within {}s", READY_TIMEOUT.as_secs())),
+                }
             }
+            (Kind::Oneshot | Kind::Forking, _) => match running.wait().await {
+                0 => Ok(()),
+                code => Err(format!("its command exited with status {code}")),
+            },
         }
-        (Kind::Oneshot | Kind::Forking, _) => match running.wait().await {
-            0 => Ok(()),
-            code => Err(format!("its command exited with status {code}")),
-        },
+    };
+    let ready = tokio::select! {
+        r = ready => r,
+        _ = &mut *stop => {
+            running.cleanup().await;
+            logs::note(&root, pack, app, "stopped while starting");
+            return Ok(Ended::Stopped);
+        }
     };
     if let Err(msg) = ready {
         running.cleanup().await;

@@ -214,6 +214,23 @@ impl Change {
         self.status().is_ready()
     }
 
+    /// Aborts an unfinished change: tasks not started are held, finished ones undone (the one
+    /// under way is undone once it finishes). Like a failure, with `why` as the error.
+    pub fn abort(&mut self, why: &str) -> bool {
+        if self.is_ready() {
+            return false;
+        }
+        self.err = Some(why.to_string());
+        for t in &mut self.tasks {
+            t.status = match t.status {
+                Status::Done => Status::Undo,
+                Status::Do => Status::Hold,
+                other => other,
+            };
+        }
+        true
+    }
+
     pub fn task_mut(&mut self, id: u64) -> Option<&mut Task> {
         self.tasks.iter_mut().find(|t| t.id == id)
     }
