@@ -123,6 +123,48 @@ pub enum Command {
     Watch(ChangeIdArg),
     /// Abort a change that is still running (root): what it did is undone.
     Abort(ChangeIdArg),
+    /// Make an earlier revision current again (root), with its own data as it was when it was
+    /// left (the newer revision's changes are not carried back, as in snapd).
+    Revert(RevertArgs),
+    /// Change system settings (root): pack set system KEY=VALUE...
+    ///
+    /// refresh.health-window (default 10s): how long a refreshed pack's services must stay up
+    /// before the refresh counts as good. refresh.retain (default 2): revisions kept per pack.
+    Set(SetArgs),
+    /// Show system settings: pack get system [KEY]
+    Get(GetArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RevertArgs {
+    /// The pack.
+    pub name: String,
+    /// The revision to go back to [default: the one installed before the current].
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
+    /// Print the change id and return without waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// Whose settings: system.
+    pub name: String,
+    /// KEY=VALUE pairs.
+    #[arg(required = true, value_name = "KEY=VALUE")]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// Whose settings: system.
+    pub name: String,
+    /// One setting; all of them when absent.
+    pub key: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -168,8 +168,22 @@ impl Client {
 
     /// `POST path` with a JSON body; returns the envelope (async answers carry a change id).
     pub async fn post_json(&self, path: &str, value: &impl Serialize) -> Result<Envelope> {
+        self.send_json(Method::POST, path, value).await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put_json(&self, path: &str, value: &impl Serialize) -> Result<Envelope> {
+        self.send_json(Method::PUT, path, value).await
+    }
+
+    async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        value: &impl Serialize,
+    ) -> Result<Envelope> {
         let json = serde_json::to_vec(value).map_err(protocol)?;
-        let req = Self::request(Method::POST, path)
+        let req = Self::request(method, path)
             .header(header::CONTENT_TYPE, "application/json")
             .body(full(json))
             .map_err(protocol)?;

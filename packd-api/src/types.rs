@@ -115,6 +115,9 @@ pub struct ChangeInfo {
 #[serde(rename_all = "kebab-case")]
 pub struct PackAction {
     pub action: String,
+    /// `revert`: the revision to go back to (default: the one before the current).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -177,22 +177,32 @@ impl Daemon {
     /// packs one after another, each in its dependency order. A pack with a change under way
     /// is left to the change.
     fn start_services_at_boot(self: &Arc<Self>) {
-        let packs: Vec<(String, Vec<String>)> = self.store.read(|s| {
-            s.packs
-                .keys()
-                .filter(|name| s.change_in_progress(name).is_none())
-                .map(|name| (name.clone(), crate::packs::services::enabled(s, name)))
-                .filter(|(_, apps)| !apps.is_empty())
-                .collect()
-        });
-        if packs.is_empty() {
-            return;
-        }
+        let packs: Vec<String> = self.store.read(|s| s.packs.keys().cloned().collect());
         let me = self.clone();
         tokio::spawn(async move {
-            for (pack, apps) in packs {
-                if let Err(e) = me.services.start(&pack, Some(&apps)).await {
-                    tracing::error!(pack, error = %e, "cannot start a service at boot");
+            let mut updates = me.store.subscribe();
+            let mut waiting = packs;
+            // A pack whose change resumed is left to it; its services start once it is done
+            // (with whatever revision it left current).
+            while !waiting.is_empty() {
+                let (ready, busy): (Vec<String>, Vec<String>) = me.store.read(|s| {
+                    waiting
+                        .iter()
+                        .cloned()
+                        .partition(|name| s.change_in_progress(name).is_none())
+                });
+                for pack in ready {
+                    let apps = me.store.read(|s| crate::packs::services::enabled(s, &pack));
+                    if apps.is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = me.services.start(&pack, Some(&apps)).await {
+                        tracing::error!(pack, error = %e, "cannot start a service at boot");
+                    }
+                }
+                waiting = busy;
+                if !waiting.is_empty() && updates.changed().await.is_err() {
+                    return;
                 }
             }
         });

@@ -2,6 +2,7 @@
 
 mod change;
 mod changes;
+mod config;
 mod connections;
 mod debug;
 mod info;
@@ -42,6 +43,9 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Tasks(args) => changes::tasks(&client, &args).await,
         Command::Watch(args) => change::follow(&client, &args.id).await.map(|_| ()),
         Command::Abort(args) => changes::abort(&client, &args.id).await,
+        Command::Set(args) => config::set(&client, &args).await,
+        Command::Revert(args) => remove::revert(&client, &args).await,
+        Command::Get(args) => config::get(&client, &args).await,
     };
     match result {
         Ok(()) => 0,

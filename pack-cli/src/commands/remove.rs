@@ -1,7 +1,7 @@
-//! `pack remove NAME…`.
+//! `pack remove NAME…` and `pack revert NAME`.
 
-use super::change::{change_id, follow};
-use crate::cli::RemoveArgs;
+use super::change::{change_id, follow, wait_or_print};
+use crate::cli::{RemoveArgs, RevertArgs};
 use crate::client::Client;
 use packd_api::types::PackAction;
 
@@ -12,6 +12,7 @@ pub async fn run(client: &Client, args: &RemoveArgs) -> anyhow::Result<()> {
                 &format!("/v2/packs/{name}"),
                 &PackAction {
                     action: "remove".into(),
+                    revision: None,
                 },
             )
             .await?;
@@ -24,4 +25,17 @@ pub async fn run(client: &Client, args: &RemoveArgs) -> anyhow::Result<()> {
         println!("{name} removed");
     }
     Ok(())
+}
+
+pub async fn revert(client: &Client, args: &RevertArgs) -> anyhow::Result<()> {
+    let env = client
+        .post_json(
+            &format!("/v2/packs/{}", args.name),
+            &PackAction {
+                action: "revert".into(),
+                revision: args.revision.clone(),
+            },
+        )
+        .await?;
+    wait_or_print(client, &env, args.no_wait).await
 }

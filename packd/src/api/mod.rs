@@ -7,6 +7,7 @@
 //! what its connections allow.
 
 mod changes;
+mod config;
 mod connections;
 pub mod debug;
 pub use packd_api::{fdpass, types};
@@ -73,6 +74,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v2/system-info", get(packs::system_info))
         .route("/v2/packs", get(packs::list).post(packs::install))
         .route("/v2/packs/{name}", get(packs::info).post(packs::action))
+        .route("/v2/packs/{name}/conf", get(config::get).put(config::set))
         .route("/v2/changes", get(changes::list))
         .route("/v2/changes/{id}", get(changes::get).post(changes::action))
         .route("/v2/run", post(run::run))

@@ -266,6 +266,9 @@ fn plan_install(
     let revision: Revision = s.next_local_revision(&name);
     let mut kinds = vec![TaskKind::PreparePack, TaskKind::MountPack];
     let app = meta.pack_type == PackType::App;
+    // A new revision of an installed app pack is a refresh: it must prove itself (health
+    // window) and then old revisions beyond `refresh.retain` go.
+    let refresh = app && s.packs.get(&name).is_some_and(|p| p.active);
     if app {
         kinds.push(TaskKind::CopyData);
         kinds.push(TaskKind::SetupProfiles);
@@ -276,6 +279,10 @@ fn plan_install(
     kinds.push(TaskKind::AutoConnect);
     if app {
         kinds.push(TaskKind::StartServices);
+    }
+    if refresh {
+        kinds.push(TaskKind::CheckHealth);
+        kinds.push(TaskKind::Cleanup);
     }
     let tasks = kinds
         .into_iter()
@@ -312,10 +319,96 @@ pub async fn action(
             d.engine.enqueue(id);
             Ok(accepted(id))
         }
+        "revert" => {
+            peer.require_root("reverting a pack")?;
+            let revision = match req.revision.as_deref() {
+                Some(r) => Some(r.parse::<Revision>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "invalid revision {r:?}; 'pack info {name}' lists the revisions"
+                    ))
+                })?),
+                None => None,
+            };
+            let id = d.store.update(|s| plan_revert(s, &name, revision))?;
+            d.engine.enqueue(id);
+            Ok(accepted(id))
+        }
         other => Err(ApiError::bad_request(format!(
-            "unknown action {other:?}; this packd supports: remove"
+            "unknown action {other:?}; this packd supports: remove, revert"
         ))),
     }
+}
+
+/// `pack revert NAME [--revision R]`: R (default: the revision installed before the current
+/// one) becomes current again with its own data, as in snapd.
+fn plan_revert(s: &mut PackdState, name: &str, revision: Option<Revision>) -> Result<u64> {
+    let pack = s
+        .packs
+        .get(name)
+        .filter(|p| p.active)
+        .ok_or_else(|| Error::pack_not_found(name))?;
+    super::connections::busy(s, &[name])?;
+    if pack.pack_type != PackType::App {
+        return Err(Error::bad(format!(
+            "{name} is a {} pack; only app packs can be reverted",
+            if pack.pack_type == PackType::Base {
+                "base"
+            } else {
+                "gadget"
+            }
+        )));
+    }
+    let from = pack.current;
+    let listed: Vec<String> = pack
+        .sequence
+        .iter()
+        .map(|r| r.revision.to_string())
+        .collect();
+    let target = match revision {
+        Some(r) if r == from => {
+            return Err(Error::bad(format!(
+                "{name} is already at revision {r}; pick another with --revision ({})",
+                listed.join(", ")
+            )));
+        }
+        Some(r) if pack.revision(r).is_some() => r,
+        Some(r) => {
+            return Err(Error::bad(format!(
+                "{name} has no revision {r}; it has {}",
+                listed.join(", ")
+            )));
+        }
+        None => {
+            let at = pack.sequence.iter().position(|r| r.revision == from);
+            match at.and_then(|i| i.checked_sub(1)) {
+                Some(i) => pack.sequence[i].revision,
+                None => {
+                    return Err(Error::bad(format!(
+                        "{name} has no revision before {from} to revert to"
+                    )));
+                }
+            }
+        }
+    };
+    let tasks = [
+        TaskKind::StopServices,
+        TaskKind::SetupProfiles,
+        TaskKind::LinkPack,
+        TaskKind::StartServices,
+    ]
+    .into_iter()
+    .map(|k| (k, k.summary(name, Some(target))))
+    .collect();
+    Ok(s.add_change(
+        "revert-pack",
+        format!("Revert pack {name:?} from {from} to {target}"),
+        Plan::Revert {
+            name: name.to_string(),
+            revision: target,
+            from,
+        },
+        tasks,
+    ))
 }
 
 fn plan_remove(s: &mut PackdState, name: &str) -> Result<u64> {

@@ -2,10 +2,12 @@
 //! idempotent (the runner repeats a task interrupted by a crash) and records before it acts
 //! whatever its undo will need.
 
+pub mod data;
 pub mod inspect;
 pub mod link;
 pub mod mount;
 pub mod profiles;
+mod refresh;
 pub mod services;
 mod wiring;
 
@@ -50,7 +52,12 @@ impl PackManager {
     fn run_task(&self, mode: Mode, ctx: &TaskCtx<'_>) -> Result<()> {
         use Mode::*;
         use TaskKind::*;
+        let revert = matches!(ctx.plan, Plan::Revert { .. });
         match (ctx.kind, mode) {
+            (SetupProfiles, Do) if revert => self.revert_profiles(ctx),
+            (SetupProfiles, Undo) if revert => self.unrevert_profiles(ctx),
+            (LinkPack, Do) if revert => self.switch(ctx),
+            (LinkPack, Undo) if revert => self.unswitch(ctx),
             (PreparePack, Do) => self.prepare(ctx),
             (PreparePack, Undo) => self.unprepare(ctx),
             (MountPack, Do) => self.mount(ctx),
@@ -84,6 +91,11 @@ impl PackManager {
             (RestartServices, Do) => self.restart_services(ctx),
             // A restart cannot be taken back; the services run either way.
             (RestartServices, Undo) => Ok(()),
+            (CheckHealth, Do) => self.check_health(ctx),
+            // Watching changed nothing.
+            (CheckHealth, Undo) => Ok(()),
+            (Cleanup, Do) => self.cleanup(ctx),
+            (Cleanup, Undo) => Ok(()),
         }
     }
 }
@@ -195,8 +207,31 @@ impl PackManager {
         let rev_dir = self.paths.data_dir(p.name, p.revision);
         fsutil::ensure_dir(&self.paths.data_root(p.name), 0o755)
             .ctx("create", &self.paths.data_root(p.name))?;
-        fsutil::ensure_dir(&rev_dir, 0o755).ctx("create", &rev_dir)?;
-        fsutil::ensure_dir(&common, 0o755).ctx("create", &common)
+        fsutil::ensure_dir(&common, 0o755).ctx("create", &common)?;
+        // A refresh starts from a copy of the current revision's data (its own and each
+        // user's); what the copies are, and which targets were there already, is recorded
+        // before anything moves.
+        let copies: Vec<(PathBuf, PathBuf, bool)> = Self::recorded(ctx, "copies", || {
+            let old = ctx.store().read(|s| {
+                s.packs
+                    .get(p.name)
+                    .filter(|pk| pk.active && pk.current != p.revision)
+                    .map(|pk| pk.current)
+            });
+            Ok(old
+                .map(|old| data::pairs(&self.paths, p.name, old, p.revision))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(from, to)| {
+                    let leftover = to.exists();
+                    (from, to, leftover)
+                })
+                .collect())
+        })?;
+        for (from, to, leftover) in &copies {
+            data::copy(from, to, *leftover)?;
+        }
+        fsutil::ensure_dir(&rev_dir, 0o755).ctx("create", &rev_dir)
     }
 
     fn remove_new_data(&self, ctx: &TaskCtx<'_>) -> Result<()> {
@@ -204,8 +239,17 @@ impl PackManager {
         if p.meta.pack_type != PackType::App {
             return Ok(());
         }
+        let copies: Vec<(PathBuf, PathBuf, bool)> = ctx.get("copies").unwrap_or_default();
+        for (_, to, leftover) in copies.iter().rev() {
+            data::uncopy(to, *leftover)?;
+        }
         let rev_dir = self.paths.data_dir(p.name, p.revision);
-        fsutil::remove_tree_if_exists(&rev_dir).ctx("remove", &rev_dir)?;
+        if !copies
+            .iter()
+            .any(|(_, to, leftover)| *to == rev_dir && *leftover)
+        {
+            fsutil::remove_tree_if_exists(&rev_dir).ctx("remove", &rev_dir)?;
+        }
         if ctx.get::<bool>("created-common") == Some(true) {
             let common = self.paths.common_dir(p.name);
             fsutil::remove_tree_if_exists(&common).ctx("remove", &common)?;

@@ -68,6 +68,8 @@ type Key = (String, String);
 /// One supervised service: its state, and how to ask its task to stop.
 struct Unit {
     state: watch::Receiver<Active>,
+    /// How many times the service was launched (restarts count).
+    runs: Arc<std::sync::atomic::AtomicU32>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -106,6 +108,20 @@ impl Services {
 
     fn units(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Unit>> {
         self.units.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether this daemon has supervised `pack.app` (it may have stopped since); false after
+    /// a restart until it is started again.
+    pub fn known(&self, pack: &str, app: &str) -> bool {
+        self.units()
+            .contains_key(&(pack.to_string(), app.to_string()))
+    }
+
+    /// How many times `pack.app` was launched since it was last started (0 when unknown).
+    pub fn runs(&self, pack: &str, app: &str) -> u32 {
+        self.units()
+            .get(&(pack.to_string(), app.to_string()))
+            .map_or(0, |u| u.runs.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// The state of `pack.app` now.
@@ -204,10 +220,14 @@ impl Services {
         let (state_tx, state_rx) = watch::channel(Active::Activating);
         let (stop_tx, stop_rx) = oneshot::channel();
         let (started_tx, started_rx) = oneshot::channel();
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let task = tokio::spawn(supervise(
             d.clone(),
             key.clone(),
-            state_tx,
+            Watchers {
+                state: state_tx,
+                runs: runs.clone(),
+            },
             stop_rx,
             started_tx,
         ));
@@ -215,6 +235,7 @@ impl Services {
             key,
             Unit {
                 state: state_rx,
+                runs,
                 stop: Some(stop_tx),
                 task,
             },
@@ -331,14 +352,21 @@ enum Ended {
 
 /// A service's supervising task: start, watch, restart as its `restart-condition` says, stop
 /// when asked. Reports the first start's outcome on `started`.
+/// What a supervisor reports to the [`Services`] map.
+struct Watchers {
+    state: watch::Sender<Active>,
+    runs: Arc<std::sync::atomic::AtomicU32>,
+}
+
 async fn supervise(
     d: Arc<Daemon>,
     key: Key,
-    state: watch::Sender<Active>,
+    watchers: Watchers,
     mut stop: oneshot::Receiver<()>,
     started: oneshot::Sender<std::result::Result<(), String>>,
 ) {
     let (pack, app) = (&key.0, &key.1);
+    let state = &watchers.state;
     let root = d.paths.root().to_path_buf();
     let mut started = Some(started);
     let mut starts: VecDeque<Instant> = VecDeque::new();
@@ -359,6 +387,9 @@ async fn supervise(
             return;
         }
         starts.push_back(now);
+        watchers
+            .runs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let _ = state.send(Active::Activating);
         let meta_app = d
             .store
@@ -370,7 +401,7 @@ async fn supervise(
             }
             return;
         };
-        let ended = run_once(&d, pack, app, &meta_app, &state, &mut stop, &mut started).await;
+        let ended = run_once(&d, pack, app, &meta_app, state, &mut stop, &mut started).await;
         let code = match ended {
             Ok(Ended::Stopped) => {
                 let _ = state.send(Active::Inactive);

@@ -70,6 +70,12 @@ pub enum TaskKind {
     StopServices,
     /// Restart a services change's services.
     RestartServices,
+    /// A refresh's health window: the new revision's services must stay up, without a
+    /// restart, for `refresh.health-window`; otherwise the refresh fails and is undone.
+    CheckHealth,
+    /// After a good refresh: drop what was set aside, and the revisions beyond
+    /// `refresh.retain` (their mounts, blobs, data and profiles). No undo: runs last.
+    Cleanup,
 }
 
 impl TaskKind {
@@ -94,6 +100,8 @@ impl TaskKind {
             TaskKind::StartServices => format!("Start services of pack {name:?}"),
             TaskKind::StopServices => format!("Stop services of pack {name:?}"),
             TaskKind::RestartServices => format!("Restart services of pack {name:?}"),
+            TaskKind::CheckHealth => format!("Watch the services of pack {name:?}{rev}"),
+            TaskKind::Cleanup => format!("Clean up old revisions of pack {name:?}"),
         }
     }
 }
@@ -150,6 +158,13 @@ pub enum Plan {
         plug: interfaces::PortRef,
         slot: interfaces::PortRef,
     },
+    /// `pack revert`: make an earlier revision current again, with its own data.
+    Revert {
+        name: String,
+        revision: Revision,
+        /// The revision current when the revert was asked for.
+        from: Revision,
+    },
     /// `pack start|stop|restart`: services of one pack.
     Services {
         name: String,
@@ -167,7 +182,7 @@ impl Plan {
         match self {
             Plan::Install { name, .. } | Plan::Remove { name, .. } => name,
             Plan::Connect { plug, .. } | Plan::Disconnect { plug, .. } => &plug.pack,
-            Plan::Services { name, .. } => name,
+            Plan::Services { name, .. } | Plan::Revert { name, .. } => name,
         }
     }
 }

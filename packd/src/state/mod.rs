@@ -3,6 +3,7 @@
 //! state in memory, so memory never runs ahead of the disk.
 
 pub mod change;
+pub mod config;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,9 @@ pub struct State {
     /// again (until the pack is removed).
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub undesired: std::collections::BTreeSet<interfaces::PortRef>,
+    /// `pack set system KEY=VALUE` (see [`config`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
 }
 
 /// One connection of a plug to a slot.
@@ -62,6 +66,7 @@ impl Default for State {
             last_task_id: 0,
             connections: Vec::new(),
             undesired: Default::default(),
+            config: BTreeMap::new(),
         }
     }
 }

@@ -1,0 +1,71 @@
+//! `/v2/packs/system/conf`: the system's settings (`pack get|set system`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Extension, Path, Query, State};
+use serde::Deserialize;
+
+use super::Peer;
+use super::response::{ApiError, ApiResult, sync};
+use crate::daemon::Daemon;
+use crate::state::config;
+
+fn only_system(name: &str) -> Result<(), ApiError> {
+    if name == "system" {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "packs have no settings of their own yet; only 'system' has ({name:?} given)"
+        )))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Keys {
+    #[serde(default)]
+    keys: Option<String>,
+}
+
+/// `GET /v2/packs/system/conf[?keys=a,b]`: values (defaults where unset).
+pub async fn get(
+    State(d): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+    Query(q): Query<Keys>,
+) -> ApiResult {
+    only_system(&name)?;
+    let wanted: Vec<String> = match q.keys.as_deref() {
+        Some(k) => k.split(',').map(str::to_string).collect(),
+        None => config::KEYS.iter().map(|k| k.name.to_string()).collect(),
+    };
+    let out = d.store.read(|s| {
+        wanted
+            .iter()
+            .map(|k| {
+                config::check(k, config::get(&s.config, k))?;
+                Ok((k.clone(), config::get(&s.config, k).to_string()))
+            })
+            .collect::<crate::error::Result<BTreeMap<String, String>>>()
+    })?;
+    Ok(sync(out))
+}
+
+/// `PUT /v2/packs/system/conf` with `{"KEY": "VALUE", …}` (root): all or nothing.
+pub async fn set(
+    State(d): State<Arc<Daemon>>,
+    Extension(peer): Extension<Peer>,
+    Path(name): Path<String>,
+    Json(values): Json<BTreeMap<String, String>>,
+) -> ApiResult {
+    only_system(&name)?;
+    peer.require_root("changing system settings")?;
+    for (k, v) in &values {
+        config::check(k, v)?;
+    }
+    d.store.update(|s| {
+        s.config.extend(values.clone());
+        Ok(())
+    })?;
+    Ok(sync(values))
+}
