@@ -201,6 +201,8 @@ pub fn grants_by_app(
     rev: Revision,
     meta: &PackMeta,
 ) -> Result<BTreeMap<String, Grants>> {
+    // Hooks get grants like apps (their own plugs, and the pack-wide ones).
+    let meta = &*crate::launch::hooks::with_hooks(meta);
     let mut per_plug: BTreeMap<&str, Grants> = BTreeMap::new();
     for c in state.connections.iter().filter(|c| c.plug.pack == name) {
         let Some(plug) = meta.plugs.get(&c.plug.name) else {

@@ -401,3 +401,117 @@ fn a_refresh_killed_at_random_moments_always_converges() {
         );
     }
 }
+
+/// Pack `hk` version `v` with a service and the given hooks (`(name, script body)`).
+fn build_hooks(env: &Env, v: u32, hooks: &[(&str, &str)]) -> PathBuf {
+    let mut files: Vec<(String, String)> = vec![(
+        "bin/svc".into(),
+        format!("#!/bin/sh\necho v{v} started\nexec sleep 1000\n"),
+    )];
+    for (name, body) in hooks {
+        files.push((format!("meta/hooks/{name}"), format!("#!/bin/sh\n{body}\n")));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let dir = write_pack_dir(
+        &env.dir.path().join(format!("hk{v}")),
+        "hk",
+        &format!(
+            "name: hk\nversion: '{v}'\nbase: busybox\napps:\n  svc:\n    command: bin/svc\n    daemon: simple\n"
+        ),
+        &files,
+    );
+    let file = env.build(&dir);
+    let named = env.dir.path().join(format!("hk-v{v}.pack"));
+    fs::rename(file, &named).unwrap();
+    named
+}
+
+#[test]
+fn hooks_run_confined_at_their_points_and_a_failing_one_undoes_the_change() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    env.pack(["set", "system", "refresh.health-window=0s"]).ok();
+    let note = |what: &str| format!("echo {what} $PACK_REVISION $(id -u) >> $PACK_COMMON/events");
+    let v1 = build_hooks(
+        &env,
+        1,
+        &[
+            (
+                "install",
+                &(note("install") + "\nls /var/pack >> $PACK_COMMON/events"),
+            ),
+            ("configure", &note("configure")),
+            ("check-health", &note("check-health")),
+            ("pre-refresh", &note("pre-refresh")),
+        ],
+    );
+    env.install(&v1);
+    let events =
+        || fs::read_to_string(env.root.join("var/pack/hk/common/events")).unwrap_or_default();
+    // In order, as root, inside the pack's sandbox (it sees only its own data).
+    assert_eq!(
+        events(),
+        "install x1 0\nhk\nconfigure x1 0\ncheck-health x1 0\n"
+    );
+
+    let v2 = build_hooks(&env, 2, &[("post-refresh", &note("post-refresh"))]);
+    env.install(&v2);
+    // The old revision's pre-refresh, the new one's post-refresh; no install hook on a refresh.
+    assert!(
+        events().ends_with("pre-refresh x1 0\npost-refresh x2 0\n"),
+        "{}",
+        events()
+    );
+
+    // A failing post-refresh hook undoes the refresh; its words are in the error.
+    let v3 = build_hooks(&env, 3, &[("post-refresh", "echo bad config >&2\nexit 3")]);
+    let err = env
+        .pack([
+            OsStr::new("install"),
+            v3.as_os_str(),
+            OsStr::new("--dangerous"),
+        ])
+        .fails(1);
+    assert!(
+        err.contains("the post-refresh hook of hk exited with status 3; it said: bad config"),
+        "{err}"
+    );
+    let info = json(&env.pack(["info", "hk", "--json"]).ok());
+    assert_eq!(info["revision"], "x2");
+    eventually("v2 runs again", || {
+        env.pack(["services", "--json", "hk"])
+            .ok()
+            .contains("\"active\"")
+            && env
+                .pack(["logs", "hk.svc", "-n", "1"])
+                .ok()
+                .contains("v2 started")
+    });
+    // So does a failing check-health hook.
+    let v4 = build_hooks(&env, 4, &[("check-health", "echo unhealthy\nexit 1")]);
+    let err = env
+        .pack([
+            OsStr::new("install"),
+            v4.as_os_str(),
+            OsStr::new("--dangerous"),
+        ])
+        .fails(1);
+    assert!(
+        err.contains("check-health hook of hk exited with status 1"),
+        "{err}"
+    );
+    assert_eq!(
+        json(&env.pack(["info", "hk", "--json"]).ok())["revision"],
+        "x2"
+    );
+
+    // A failing remove hook does not stop a removal.
+    let v5 = build_hooks(&env, 5, &[("remove", "exit 9")]);
+    env.install(&v5);
+    env.pack(["remove", "hk"]).ok();
+    assert!(env.pack(["info", "hk"]).code != 0);
+}

@@ -264,26 +264,7 @@ fn plan_install(
         }
     }
     let revision: Revision = s.next_local_revision(&name);
-    let mut kinds = vec![TaskKind::PreparePack, TaskKind::MountPack];
-    let app = meta.pack_type == PackType::App;
-    // A new revision of an installed app pack is a refresh: it must prove itself (health
-    // window) and then old revisions beyond `refresh.retain` go.
-    let refresh = app && s.packs.get(&name).is_some_and(|p| p.active);
-    if app {
-        kinds.push(TaskKind::CopyData);
-        kinds.push(TaskKind::SetupProfiles);
-        // A new revision of an installed pack: its running services stop before the switch.
-        kinds.push(TaskKind::StopServices);
-    }
-    kinds.push(TaskKind::LinkPack);
-    kinds.push(TaskKind::AutoConnect);
-    if app {
-        kinds.push(TaskKind::StartServices);
-    }
-    if refresh {
-        kinds.push(TaskKind::CheckHealth);
-        kinds.push(TaskKind::Cleanup);
-    }
+    let kinds = install_tasks(s, &name, &meta);
     let tasks = kinds
         .into_iter()
         .map(|k| (k, k.summary(&name, Some(revision))))
@@ -337,6 +318,54 @@ pub async fn action(
             "unknown action {other:?}; this packd supports: remove, revert"
         ))),
     }
+}
+
+/// The tasks of installing `meta` as `name`, in snapd's order. A new revision of an installed
+/// app pack is a refresh: the old revision's services stop and its pre-refresh hook runs
+/// before its data is copied; the new one must then prove itself (health window) before old
+/// revisions beyond `refresh.retain` go. Hook tasks are there for the hooks the pack has
+/// (the old revision's, for pre-refresh).
+fn install_tasks(s: &PackdState, name: &str, meta: &packfmt::PackMeta) -> Vec<TaskKind> {
+    let app = meta.pack_type == PackType::App;
+    let old_hooks = s
+        .packs
+        .get(name)
+        .filter(|p| p.active && app)
+        .and_then(|p| p.current_revision())
+        .map(|r| &r.meta.hooks);
+    let refresh = old_hooks.is_some();
+    let has = |hook: &str| meta.hooks.contains_key(hook);
+    let mut kinds = vec![TaskKind::PreparePack, TaskKind::MountPack];
+    if app {
+        kinds.push(TaskKind::StopServices);
+        if old_hooks.is_some_and(|h| h.contains_key("pre-refresh")) {
+            kinds.push(TaskKind::PreRefreshHook);
+        }
+        kinds.push(TaskKind::CopyData);
+        kinds.push(TaskKind::SetupProfiles);
+    }
+    kinds.push(TaskKind::LinkPack);
+    kinds.push(TaskKind::AutoConnect);
+    if app {
+        if !refresh && has("install") {
+            kinds.push(TaskKind::InstallHook);
+        }
+        kinds.push(TaskKind::StartServices);
+        if refresh && has("post-refresh") {
+            kinds.push(TaskKind::PostRefreshHook);
+        }
+        if has("configure") {
+            kinds.push(TaskKind::ConfigureHook);
+        }
+        if has("check-health") {
+            kinds.push(TaskKind::CheckHealthHook);
+        }
+    }
+    if refresh {
+        kinds.push(TaskKind::CheckHealth);
+        kinds.push(TaskKind::Cleanup);
+    }
+    kinds
 }
 
 /// `pack revert NAME [--revision R]`: R (default: the revision installed before the current
@@ -451,17 +480,24 @@ fn plan_remove(s: &mut PackdState, name: &str) -> Result<u64> {
         }
     }
     let revisions: Vec<Revision> = pack.sequence.iter().map(|r| r.revision).collect();
-    let tasks = [
-        TaskKind::StopServices,
-        TaskKind::DisconnectAll,
-        TaskKind::UnlinkPack,
-        TaskKind::UnmountPack,
-        TaskKind::DiscardData,
-        TaskKind::DiscardPack,
-    ]
-    .into_iter()
-    .map(|k| (k, k.summary(name, None)))
-    .collect();
+    let mut tasks = vec![TaskKind::StopServices];
+    if pack
+        .current_revision()
+        .is_some_and(|r| r.meta.hooks.contains_key("remove"))
+    {
+        tasks.push(TaskKind::RemoveHook);
+    }
+    let tasks = tasks
+        .into_iter()
+        .chain([
+            TaskKind::DisconnectAll,
+            TaskKind::UnlinkPack,
+            TaskKind::UnmountPack,
+            TaskKind::DiscardData,
+            TaskKind::DiscardPack,
+        ])
+        .map(|k| (k, k.summary(name, None)))
+        .collect();
     Ok(s.add_change(
         "remove-pack",
         format!("Remove pack {name:?}"),

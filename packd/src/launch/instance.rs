@@ -34,7 +34,17 @@ pub const EXIT_NOT_STARTED: i32 = 125;
 /// Resolves the app and refuses, with a message naming it, a strict app whose required layer
 /// this kernel lacks; prepares the private /tmp and the caller's data directories.
 pub fn prepare(d: &Daemon, target: &AppRef, inv: Invocation) -> Result<Prepared> {
-    let prepared = prepare_unchecked(d, target, inv)?;
+    strict(d, prepare_unchecked(d, target, inv)?)
+}
+
+/// Refuses a strict launch whose required layer this kernel lacks.
+fn strict(d: &Daemon, prepared: Prepared) -> Result<Prepared> {
+    let r = &prepared.resolved;
+    let target = if r.app == r.name {
+        r.name.clone()
+    } else {
+        format!("{}.{}", r.name, r.app)
+    };
     if prepared.resolved.meta.confinement == Confinement::Strict
         && let Some(missing) = d.features.missing_for_strict()
     {
@@ -49,13 +59,31 @@ pub fn prepare(d: &Daemon, target: &AppRef, inv: Invocation) -> Result<Prepared>
 /// [`prepare`] without the strict check, for `pack debug sandbox`, which must show a sandbox
 /// even when it would be refused.
 pub fn prepare_unchecked(d: &Daemon, target: &AppRef, inv: Invocation) -> Result<Prepared> {
+    prepare_from(d, inv, |s| super::resolve(s, target))
+}
+
+/// A launch of hook `hook` of `pack` (as root, for the hook tasks), refused like [`prepare`]
+/// when a strict layer is missing.
+pub fn prepare_hook(d: &Daemon, pack: &str, hook: &str, inv: Invocation) -> Result<Prepared> {
+    strict(
+        d,
+        prepare_from(d, inv, |s| super::resolve_hook(s, pack, hook))?,
+    )
+}
+
+fn prepare_from(
+    d: &Daemon,
+    inv: Invocation,
+    find: impl FnOnce(&crate::state::State) -> Result<super::Resolved>,
+) -> Result<Prepared> {
     let (resolved, grants) = d.store.read(|s| {
-        let r = super::resolve(s, target)?;
+        let r = find(s)?;
         let mut by_app =
             crate::connections::grants_by_app(s, &d.paths, &r.name, r.revision, &r.meta)?;
         let grants = by_app.remove(&r.app).unwrap_or_default();
         Ok::<_, Error>((r, grants))
     })?;
+    let target = format!("{}.{}", resolved.name, resolved.app);
     let base = d.paths.mount_dir(&resolved.base, resolved.base_revision);
     let granted = super::granted::resolve(d.paths.root(), &base, grants, inv.uid)?;
     let seccomp = d

@@ -4,6 +4,7 @@
 
 mod env;
 pub mod granted;
+pub mod hooks;
 pub mod instance;
 mod mounts;
 pub mod networks;
@@ -85,6 +86,53 @@ pub struct Resolved {
     pub base_revision: Revision,
 }
 
+/// Finds hook `hook` of `pack`'s current revision (run as the app [`hooks::app_name`]).
+pub fn resolve_hook(state: &State, pack: &str, hook: &str) -> Result<Resolved> {
+    let p = state
+        .packs
+        .get(pack)
+        .filter(|p| p.active)
+        .ok_or_else(|| Error::pack_not_found(pack))?;
+    let rev = p
+        .current_revision()
+        .ok_or_else(|| Error::Internal(format!("pack {pack:?} has no current revision")))?;
+    if !rev.meta.hooks.contains_key(hook) {
+        return Err(Error::Internal(format!(
+            "pack {pack:?} ({}) has no {hook} hook",
+            rev.revision
+        )));
+    }
+    let (base, base_revision) = base_of(state, pack, &rev.meta)?;
+    Ok(Resolved {
+        name: pack.to_string(),
+        app: hooks::app_name(hook),
+        revision: rev.revision,
+        meta: hooks::with_hooks(&rev.meta).into_owned(),
+        base,
+        base_revision,
+    })
+}
+
+/// The base `meta` runs on, and its current revision.
+fn base_of(state: &State, pack: &str, meta: &packfmt::PackMeta) -> Result<(String, Revision)> {
+    let base = meta
+        .base
+        .clone()
+        .ok_or_else(|| Error::Internal(format!("pack {pack:?} has apps but no base")))?;
+    let base_revision = state
+        .packs
+        .get(&base)
+        .filter(|b| b.active)
+        .map(|b| b.current)
+        .ok_or_else(|| Error::NotFound {
+            kind: "base-not-found",
+            message: format!(
+                "the base {base:?} of pack {pack:?} is not installed; install it first"
+            ),
+        })?;
+    Ok((base, base_revision))
+}
+
 /// Finds the app, its current revision and its base's, or says clearly what is missing.
 pub fn resolve(state: &State, target: &AppRef) -> Result<Resolved> {
     let pack = state
@@ -122,22 +170,7 @@ pub fn resolve(state: &State, target: &AppRef) -> Result<Resolved> {
             ),
         });
     }
-    let base = meta
-        .base
-        .clone()
-        .ok_or_else(|| Error::Internal(format!("pack {:?} has apps but no base", target.pack)))?;
-    let base_revision = state
-        .packs
-        .get(&base)
-        .filter(|b| b.active)
-        .map(|b| b.current)
-        .ok_or_else(|| Error::NotFound {
-            kind: "base-not-found",
-            message: format!(
-                "the base {base:?} of pack {:?} is not installed; install it first",
-                target.pack
-            ),
-        })?;
+    let (base, base_revision) = base_of(state, &target.pack, meta)?;
     Ok(Resolved {
         name: target.pack.clone(),
         app: app_name,

@@ -91,6 +91,17 @@ impl PackManager {
             (RestartServices, Do) => self.restart_services(ctx),
             // A restart cannot be taken back; the services run either way.
             (RestartServices, Undo) => Ok(()),
+            (
+                InstallHook | PreRefreshHook | PostRefreshHook | ConfigureHook | CheckHealthHook
+                | RemoveHook,
+                Do,
+            ) => self.hook_task(ctx),
+            // What a hook did is the pack's business; nothing to take back.
+            (
+                InstallHook | PreRefreshHook | PostRefreshHook | ConfigureHook | CheckHealthHook
+                | RemoveHook,
+                Undo,
+            ) => Ok(()),
             (CheckHealth, Do) => self.check_health(ctx),
             // Watching changed nothing.
             (CheckHealth, Undo) => Ok(()),

@@ -28,6 +28,8 @@ pub fn write(
     let devmode = meta.confinement == Confinement::Devmode;
     let arch = seccomp::host_arch()?;
     let none = Grants::default();
+    // Hooks have profiles of their own, as apps do.
+    let meta = &*crate::launch::hooks::with_hooks(meta);
     for app in meta.apps.keys() {
         let g = grants.get(app).unwrap_or(&none);
         let profile = seccomp::compile(arch, &g.seccomp, devmode)?;
@@ -59,8 +61,9 @@ pub fn system_key(apparmor: bool) -> Result<String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    // The layout of the profile directory (v2: hooks have profiles too).
     Ok(format!(
-        "packd {} {arch:?} policy {fingerprint} apparmor {}",
+        "packd {} {arch:?} policy {fingerprint} layout 2 apparmor {}",
         env!("CARGO_PKG_VERSION"),
         if apparmor { "loaded" } else { "absent" }
     ))
@@ -98,14 +101,14 @@ pub fn remove(paths: &Paths, name: &str, rev: Revision) -> Result<()> {
 }
 
 pub fn load_apparmor(paths: &Paths, name: &str, rev: Revision, meta: &PackMeta) -> Result<()> {
-    for app in meta.apps.keys() {
+    for app in crate::launch::hooks::with_hooks(meta).apps.keys() {
         apparmor::load(&paths.apparmor_profile(name, rev, app))?;
     }
     Ok(())
 }
 
 pub fn unload_apparmor(name: &str, meta: &PackMeta) {
-    for app in meta.apps.keys() {
+    for app in crate::launch::hooks::with_hooks(meta).apps.keys() {
         apparmor::unload(&apparmor::label(name, app));
     }
 }

@@ -203,3 +203,34 @@ impl PackManager {
         }
     }
 }
+
+impl PackManager {
+    /// A hook task: runs the hook when the pack's current revision has it. A failing remove
+    /// hook is only logged; any other fails the change.
+    pub(super) fn hook_task(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        let Some(hook) = ctx.kind.hook() else {
+            return Ok(());
+        };
+        let name = ctx.plan.pack_name().to_string();
+        let has = ctx.store().read(|s| {
+            s.current_meta(&name)
+                .is_some_and(|m| m.hooks.contains_key(hook))
+        });
+        if !has {
+            return Ok(());
+        }
+        let ran = self.runtime.block_on(async {
+            tokio::select! {
+                ran = self.services.run_hook(&name, hook) => ran,
+                () = ctx.aborted() => Err(Error::Service(format!("aborted while the {hook} hook ran"))),
+            }
+        });
+        match ran {
+            Err(e) if ctx.kind == crate::state::TaskKind::RemoveHook => {
+                tracing::warn!(pack = %name, error = %e, "the remove hook failed; removing anyway");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}

@@ -110,6 +110,12 @@ impl Services {
         self.units.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs hook `hook` of `pack` (see [`run_hook`]).
+    pub async fn run_hook(&self, pack: &str, hook: &str) -> Result<()> {
+        let d = self.daemon().await?;
+        run_hook(&d, pack, hook, HOOK_TIMEOUT).await
+    }
+
     /// Whether this daemon has supervised `pack.app` (it may have stopped since); false after
     /// a restart until it is started again.
     pub fn known(&self, pack: &str, app: &str) -> bool {
@@ -585,7 +591,62 @@ async fn launch(
         pack: pack.to_string(),
         app: Some(app.to_string()),
     };
-    let inv = Invocation {
+    let prepared = instance::prepare(d, &target, service_invocation())
+        .map_err(|e| e.to_string())?
+        .as_service(service);
+    let stdio = output_pipe(d, pack, app).map_err(|e| format!("cannot set up its log: {e}"))?;
+    prepared.start(d, stdio).await.map_err(|(msg, _)| msg)
+}
+
+/// How long a hook may run before it is killed and counts as failed.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs hook `hook` of `pack`'s current revision, confined with its plugs, as root, its output
+/// in `var/log/packd/PACK.hook.NAME.log`. An error says how it ended and its last lines.
+pub async fn run_hook(d: &Arc<Daemon>, pack: &str, hook: &str, timeout: Duration) -> Result<()> {
+    let app = crate::launch::hooks::app_name(hook);
+    let prepared = instance::prepare_hook(d, pack, hook, service_invocation())?;
+    let stdio = output_pipe(d, pack, &app)
+        .map_err(|e| Error::Service(format!("cannot set up the {hook} hook's log: {e}")))?;
+    logs::note(d.paths.root(), pack, &app, "started");
+    let mut running = prepared.start(d, stdio).await.map_err(|(msg, _)| {
+        Error::Service(format!("the {hook} hook of {pack} did not start: {msg}"))
+    })?;
+    let code = tokio::time::timeout(timeout, running.wait()).await;
+    running.cleanup().await;
+    let ended = match code {
+        Ok(0) => {
+            logs::note(d.paths.root(), pack, &app, "exited with status 0");
+            return Ok(());
+        }
+        Ok(code) => format!("exited with status {code}"),
+        Err(_) => format!("ran longer than {}s and was killed", timeout.as_secs()),
+    };
+    logs::note(d.paths.root(), pack, &app, &ended);
+    let lines = logs::read(d.paths.root(), &[(pack.to_string(), app.clone())]);
+    let tail: Vec<String> = lines
+        .iter()
+        .rev()
+        .filter(|l| !l.message.starts_with("[packd]"))
+        .take(5)
+        .map(|l| l.message.clone())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let said = if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; it said: {}", tail.join(" / "))
+    };
+    Err(Error::Service(format!(
+        "the {hook} hook of {pack} {ended}{said}"
+    )))
+}
+
+/// Services and hooks run as root, with a plain PATH and `/` as working directory.
+fn service_invocation() -> Invocation {
+    Invocation {
         args: Vec::new(),
         env: BTreeMap::from([(
             "PATH".to_string(),
@@ -595,12 +656,7 @@ async fn launch(
         uid: 0,
         gid: 0,
         groups: Vec::new(),
-    };
-    let prepared = instance::prepare(d, &target, inv)
-        .map_err(|e| e.to_string())?
-        .as_service(service);
-    let stdio = output_pipe(d, pack, app).map_err(|e| format!("cannot set up its log: {e}"))?;
-    prepared.start(d, stdio).await.map_err(|(msg, _)| msg)
+    }
 }
 
 /// stdin from /dev/null; stdout and stderr one pipe, pumped into the log.

@@ -73,12 +73,37 @@ pub enum TaskKind {
     /// A refresh's health window: the new revision's services must stay up, without a
     /// restart, for `refresh.health-window`; otherwise the refresh fails and is undone.
     CheckHealth,
+    /// Run the `install` hook (failure fails the install).
+    InstallHook,
+    /// Run the old revision's `pre-refresh` hook (failure fails the refresh).
+    PreRefreshHook,
+    /// Run the new revision's `post-refresh` hook (failure fails the refresh).
+    PostRefreshHook,
+    /// Run the `configure` hook (failure fails the change).
+    ConfigureHook,
+    /// Run the `check-health` hook (failure fails the change).
+    CheckHealthHook,
+    /// Run the `remove` hook (failure is logged only).
+    RemoveHook,
     /// After a good refresh: drop what was set aside, and the revisions beyond
     /// `refresh.retain` (their mounts, blobs, data and profiles). No undo: runs last.
     Cleanup,
 }
 
 impl TaskKind {
+    /// The hook a hook task runs.
+    pub fn hook(self) -> Option<&'static str> {
+        Some(match self {
+            TaskKind::InstallHook => "install",
+            TaskKind::PreRefreshHook => "pre-refresh",
+            TaskKind::PostRefreshHook => "post-refresh",
+            TaskKind::ConfigureHook => "configure",
+            TaskKind::CheckHealthHook => "check-health",
+            TaskKind::RemoveHook => "remove",
+            _ => return None,
+        })
+    }
+
     pub fn summary(self, name: &str, rev: Option<Revision>) -> String {
         let rev = rev.map(|r| format!(" ({r})")).unwrap_or_default();
         match self {
@@ -102,6 +127,12 @@ impl TaskKind {
             TaskKind::RestartServices => format!("Restart services of pack {name:?}"),
             TaskKind::CheckHealth => format!("Watch the services of pack {name:?}{rev}"),
             TaskKind::Cleanup => format!("Clean up old revisions of pack {name:?}"),
+            TaskKind::InstallHook => format!("Run install hook of pack {name:?}{rev}"),
+            TaskKind::PreRefreshHook => format!("Run pre-refresh hook of pack {name:?}"),
+            TaskKind::PostRefreshHook => format!("Run post-refresh hook of pack {name:?}{rev}"),
+            TaskKind::ConfigureHook => format!("Run configure hook of pack {name:?}{rev}"),
+            TaskKind::CheckHealthHook => format!("Run check-health hook of pack {name:?}{rev}"),
+            TaskKind::RemoveHook => format!("Run remove hook of pack {name:?}"),
         }
     }
 }
