@@ -291,6 +291,9 @@ pub struct RemoveArgs {
     /// The packs to remove.
     #[arg(required = true)]
     pub names: Vec<String>,
+    /// Also remove their service and hook logs (kept otherwise, to read after the removal).
+    #[arg(long)]
+    pub purge: bool,
     /// Print the change ids and return without waiting.
     #[arg(long)]
     pub no_wait: bool,

@@ -63,6 +63,22 @@ pub fn bytes_bar(total: u64, message: &str) -> ProgressBar {
     bar
 }
 
+/// A bar on stderr counting a change's tasks (`3/9`), with the task under way as its message;
+/// hidden when stderr is not a terminal.
+pub fn tasks_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:20}] {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
 /// A spinner on stderr for work of unknown length, hidden when stderr is not a terminal.
 pub fn spinner(message: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {

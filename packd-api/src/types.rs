@@ -118,6 +118,9 @@ pub struct PackAction {
     /// `revert`: the revision to go back to (default: the one before the current).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// `remove`: also the pack's service and hook logs.
+    #[serde(default)]
+    pub purge: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -339,6 +339,22 @@ impl Env {
         mounts_under(&self.root)
     }
 
+    /// The files under this root that loop devices are attached to (one per mounted
+    /// revision, when nothing leaks).
+    pub fn loop_backing_files(&self) -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir("/sys/block") else {
+            return Vec::new();
+        };
+        let mut out: Vec<PathBuf> = entries
+            .flatten()
+            .filter_map(|e| fs::read_to_string(e.path().join("loop/backing_file")).ok())
+            .map(|f| PathBuf::from(f.trim()))
+            .filter(|f| f.starts_with(&self.root))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// A listing of everything under the root (path, type, mode, size, link target), to show
     /// that a refused request changed nothing.
     pub fn snapshot(&self) -> Vec<String> {

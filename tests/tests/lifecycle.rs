@@ -106,6 +106,13 @@ fn assert_consistent(env: &Env) -> String {
     let mut want = all.clone();
     want.sort();
     assert_eq!(mounted, want, "mounts of app");
+    // One loop device per mounted revision (of every pack), none left over.
+    let pack_mounts = env
+        .mounts()
+        .into_iter()
+        .filter(|m| m.starts_with(env.root.join("pack")))
+        .count();
+    assert_eq!(env.loop_backing_files().len(), pack_mounts, "loop devices");
     for e in fs::read_dir(env.root.join("var/pack/app"))
         .unwrap()
         .flatten()

@@ -131,6 +131,18 @@ fn a_service_runs_from_install_logs_and_follows_start_stop_and_boot() {
 
     env.pack(["remove", "svc"]).ok();
     assert!(services(&env).is_empty());
+    // The log outlives a plain removal, not a purge.
+    let log = env.root.join("var/log/packd/svc.tick.log");
+    assert!(log.is_file());
+    install(
+        &env,
+        "svc",
+        "",
+        "  tick:\n    command: bin/tick\n    daemon: simple\n",
+        &[("bin/tick", TICK)],
+    );
+    env.pack(["remove", "--purge", "svc"]).ok();
+    assert!(!log.exists());
 }
 
 #[test]

@@ -26,19 +26,31 @@ pub async fn wait_or_print(client: &Client, env: &Envelope, no_wait: bool) -> an
 
 /// Waits for the change; a failed change becomes an error with the failing task's message.
 pub async fn follow(client: &Client, id: &str) -> anyhow::Result<ChangeInfo> {
-    let spinner = crate::output::spinner("");
+    let bar = crate::output::tasks_bar();
     let change = client
         .wait_change(id, |c| {
+            let finished = c
+                .tasks
+                .iter()
+                .filter(|t| matches!(t.status.as_str(), "Done" | "Undone" | "Hold" | "Error"))
+                .count();
+            bar.set_length(c.tasks.len() as u64);
+            bar.set_position(finished as u64);
             if let Some(t) = c
                 .tasks
                 .iter()
                 .find(|t| t.status == "Doing" || t.status == "Undoing")
             {
-                spinner.set_message(t.summary.clone());
+                let undoing = if t.status == "Undoing" {
+                    "Undoing: "
+                } else {
+                    ""
+                };
+                bar.set_message(format!("{undoing}{}", t.summary));
             }
         })
         .await;
-    spinner.finish_and_clear();
+    bar.finish_and_clear();
     let change = change?;
     if change.status != "Done" {
         let err = change

@@ -13,6 +13,7 @@ pub async fn run(client: &Client, args: &RemoveArgs) -> anyhow::Result<()> {
                 &PackAction {
                     action: "remove".into(),
                     revision: None,
+                    purge: args.purge,
                 },
             )
             .await?;
@@ -34,6 +35,7 @@ pub async fn revert(client: &Client, args: &RevertArgs) -> anyhow::Result<()> {
             &PackAction {
                 action: "revert".into(),
                 revision: args.revision.clone(),
+                purge: false,
             },
         )
         .await?;

@@ -296,7 +296,7 @@ pub async fn action(
     match req.action.as_str() {
         "remove" => {
             peer.require_root("removing a pack")?;
-            let id = d.store.update(|s| plan_remove(s, &name))?;
+            let id = d.store.update(|s| plan_remove(s, &name, req.purge))?;
             d.engine.enqueue(id);
             Ok(accepted(id))
         }
@@ -440,7 +440,7 @@ fn plan_revert(s: &mut PackdState, name: &str, revision: Option<Revision>) -> Re
     ))
 }
 
-fn plan_remove(s: &mut PackdState, name: &str) -> Result<u64> {
+fn plan_remove(s: &mut PackdState, name: &str, purge: bool) -> Result<u64> {
     let pack = s
         .packs
         .get(name)
@@ -504,6 +504,7 @@ fn plan_remove(s: &mut PackdState, name: &str) -> Result<u64> {
         Plan::Remove {
             name: name.to_string(),
             revisions,
+            purge,
         },
         tasks,
     ))

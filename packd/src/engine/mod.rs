@@ -17,6 +17,11 @@ use serde::de::DeserializeOwned;
 use crate::error::Result;
 use crate::state::{Change, Plan, Status, Store, TaskKind, now};
 
+/// Finished changes are forgotten after a day…
+pub const PRUNE_AFTER: u64 = 24 * 3600;
+/// …or beyond the newest 200.
+pub const KEEP_FINISHED: usize = 200;
+
 /// Whether a handler is asked to do or to undo its task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -177,6 +182,12 @@ fn worker(inner: &Inner) {
             // Only state-persistence failures get here; the change stays unfinished and
             // resumes at the next start.
             tracing::error!(change = next, error = %e, "change runner stopped on an error");
+        }
+        let pruned = inner
+            .store
+            .update(|s| Ok(s.prune_changes(now(), PRUNE_AFTER, KEEP_FINISHED)));
+        if let Ok(n @ 1..) = pruned {
+            tracing::debug!(changes = n, "forgot old finished changes");
         }
     }
 }

@@ -57,6 +57,7 @@ fn add_change(store: &Store) -> u64 {
                 Plan::Remove {
                     name: "x".into(),
                     revisions: vec![],
+                    purge: false,
                 },
                 KINDS.iter().map(|k| (*k, format!("{k:?}"))).collect(),
             ))

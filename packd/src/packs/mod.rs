@@ -147,7 +147,9 @@ fn install_plan(plan: &Plan) -> Result<Install<'_>> {
 
 fn remove_plan(plan: &Plan) -> Result<(&str, &[Revision])> {
     match plan {
-        Plan::Remove { name, revisions } => Ok((name, revisions)),
+        Plan::Remove {
+            name, revisions, ..
+        } => Ok((name, revisions)),
         other => Err(Error::Internal(format!(
             "remove task in a change for {}",
             other.pack_name()
@@ -445,7 +447,14 @@ impl PackManager {
         let data = self.paths.data_root(name);
         fsutil::remove_tree_if_exists(&data).ctx("remove", &data)?;
         let tmp = self.paths.private_tmp(name);
-        fsutil::remove_tree_if_exists(&tmp).ctx("remove", &tmp)
+        fsutil::remove_tree_if_exists(&tmp).ctx("remove", &tmp)?;
+        if matches!(ctx.plan, Plan::Remove { purge: true, .. }) {
+            crate::services::logs::remove_all(self.paths.root(), name).ctx(
+                "remove the logs of",
+                &self.paths.root().join("var/log/packd"),
+            )?;
+        }
+        Ok(())
     }
 
     fn discard_pack(&self, ctx: &TaskCtx<'_>) -> Result<()> {

@@ -59,6 +59,7 @@ fn boot_skips_what_a_removal_unmounted_and_adds_in_flight_installs() {
         Plan::Remove {
             name: "aa".into(),
             revisions: vec![Revision::Local(1)],
+            purge: false,
         },
         vec![
             (TaskKind::UnlinkPack, String::new()),

@@ -72,6 +72,21 @@ fn rotated(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Removes every log of `pack` (its services' and hooks', rotated ones too).
+pub fn remove_all(root: &Path, pack: &str) -> std::io::Result<()> {
+    let dir = root.join("var/log/packd");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    let prefix = format!("{pack}.");
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Every line of the logs of `apps` (`(pack, app)`), oldest first.
 pub fn read(root: &Path, apps: &[(String, String)]) -> Vec<LogLine> {
     let mut all = Vec::new();

@@ -179,6 +179,9 @@ pub enum Plan {
     Remove {
         name: String,
         revisions: Vec<Revision>,
+        /// `pack remove --purge`: the pack's service and hook logs go too.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        purge: bool,
     },
     Connect {
         plug: interfaces::PortRef,
@@ -296,6 +299,7 @@ mod tests {
             plan: Plan::Remove {
                 name: "x".into(),
                 revisions: vec![],
+                purge: false,
             },
             tasks: statuses
                 .iter()

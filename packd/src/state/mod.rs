@@ -154,6 +154,29 @@ impl State {
             .collect()
     }
 
+    /// Forgets finished changes older than `max_age` seconds, and beyond the newest `keep`
+    /// finished ones (snapd prunes after a day too). Unfinished changes always stay.
+    pub fn prune_changes(&mut self, now: u64, max_age: u64, keep: usize) -> usize {
+        let mut ready: Vec<(u64, u64)> = self
+            .changes
+            .values()
+            .filter(|c| c.is_ready())
+            .filter_map(|c| c.ready_time.map(|t| (t, c.id)))
+            .collect();
+        ready.sort_unstable();
+        let excess = ready.len().saturating_sub(keep);
+        let gone: Vec<u64> = ready
+            .iter()
+            .enumerate()
+            .filter(|(i, (t, _))| *i < excess || now.saturating_sub(*t) > max_age)
+            .map(|(_, (_, id))| *id)
+            .collect();
+        for id in &gone {
+            self.changes.remove(id);
+        }
+        gone.len()
+    }
+
     /// Adds a change with fresh ids; returns its id.
     pub fn add_change(
         &mut self,
@@ -289,6 +312,7 @@ mod tests {
                     Plan::Remove {
                         name: "x".into(),
                         revisions: vec![],
+                        purge: false,
                     },
                     vec![(TaskKind::UnlinkPack, "unlink".into())],
                 ))
@@ -297,6 +321,38 @@ mod tests {
         let again = Store::open(&path).unwrap();
         assert_eq!(again.read(|s| s.changes[&id].tasks.len()), 1);
         assert_eq!(again.read(|s| s.last_task_id), 1);
+    }
+
+    #[test]
+    fn finished_changes_are_pruned_by_age_and_count_unfinished_ones_never() {
+        let mut s = State::default();
+        let plan = || Plan::Remove {
+            name: "x".into(),
+            revisions: vec![],
+            purge: false,
+        };
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            ids.push(s.add_change(
+                "remove-pack",
+                "r".into(),
+                plan(),
+                vec![(TaskKind::UnlinkPack, "u".into())],
+            ));
+        }
+        // Three finished at times 100, 200, 300; the fourth still running.
+        for (i, id) in ids.iter().take(3).enumerate() {
+            let c = s.changes.get_mut(id).unwrap();
+            c.tasks[0].status = Status::Done;
+            c.ready_time = Some(100 * (i as u64 + 1));
+        }
+        // Older than 150 s at time 360: the first two.
+        assert_eq!(s.prune_changes(360, 150, 10), 2);
+        assert_eq!(s.changes.keys().copied().collect::<Vec<_>>(), ids[2..]);
+        // None finished kept: the unfinished one stays regardless.
+        assert_eq!(s.prune_changes(360, 1000, 0), 1);
+        assert_eq!(s.changes.len(), 1);
+        assert!(s.changes.contains_key(&ids[3]));
     }
 
     #[test]
