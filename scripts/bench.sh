@@ -4,13 +4,15 @@
 #              size within 1%)
 #   launch     `pack run` of a confined no-op app vs `bwrap --unshare-all` of /bin/true (goal:
 #              ratio <= 1.0), back to back and spaced out
-# BENCH=pack|launch runs one section (default: both). BENCH_TREE overrides the pack payload
+#   refresh    the downtime of a service during a refresh: from the old service's end to the
+#              new one running (goal: under 100 ms plus the app's own start-up)
+# BENCH=pack|launch|refresh runs one section (default: all). BENCH_TREE overrides the pack payload
 # (default: Debian's python3 library trees). BIN names the binaries (`make bench` builds static
 # release binaries and sets it).
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release}
-BENCH=${BENCH:-pack launch}
+BENCH=${BENCH:-pack launch refresh}
 WORK=$(mktemp -d /tmp/packd-bench.XXXXXX)
 PACKD_PID=""
 cleanup() {
@@ -55,21 +57,11 @@ done
 
 bench_launch() {
 	RUNS=${LAUNCH_RUNS:-300}
-	ROOT=$WORK/root
-	export PACKD_SOCKET="$ROOT/run/packd.socket"
-	"$BIN/packd" --root "$ROOT" >"$WORK/packd.log" 2>&1 &
-	PACKD_PID=$!
-	i=0
-	until [ -S "$PACKD_SOCKET" ]; do
-		i=$((i + 1)); [ $i -lt 200 ] || { cat "$WORK/packd.log"; exit 1; }
-		sleep 0.05
-	done
-	"$BIN/pack" base build busybox "$WORK/busybox.pack" >/dev/null
+	start_daemon
 	mkdir -p "$WORK/tools/meta"
 	printf "name: tools\nversion: '1'\nbase: busybox\napps:\n  noop:\n    command: /bin/true\n" \
 		>"$WORK/tools/meta/pack.yaml"
 	"$BIN/pack" pack "$WORK/tools" --output "$WORK/tools.pack" >/dev/null
-	"$BIN/pack" install "$WORK/busybox.pack" --dangerous >/dev/null
 	"$BIN/pack" install "$WORK/tools.pack" --dangerous >/dev/null
 	"$BIN/pack" run tools.noop
 	BWRAP="bwrap --ro-bind / / --dev /dev --proc /proc --unshare-all /bin/true"
@@ -95,10 +87,56 @@ PY
 	done
 }
 
+# Starts a bench daemon on $WORK/root (once) and installs the busybox base.
+start_daemon() {
+	[ -z "$PACKD_PID" ] || return 0
+	ROOT=$WORK/root
+	export PACKD_SOCKET="$ROOT/run/packd.socket"
+	"$BIN/packd" --root "$ROOT" >"$WORK/packd.log" 2>&1 &
+	PACKD_PID=$!
+	i=0
+	until [ -S "$PACKD_SOCKET" ]; do
+		i=$((i + 1)); [ $i -lt 200 ] || { cat "$WORK/packd.log"; exit 1; }
+		sleep 0.05
+	done
+	"$BIN/pack" base build busybox "$WORK/busybox.pack" >/dev/null
+	"$BIN/pack" install "$WORK/busybox.pack" --dangerous >/dev/null
+}
+
+bench_refresh() {
+	RUNS=${REFRESH_RUNS:-15}
+	start_daemon
+	# No health window: it runs after the new service is up and would only slow the runs.
+	"$BIN/pack" set system refresh.health-window=0s refresh.retain=2
+	mkdir -p "$WORK/svc/meta" "$WORK/svc/bin"
+	printf '#!/bin/sh\nexec sleep 1000\n' >"$WORK/svc/bin/svc"
+	chmod +x "$WORK/svc/bin/svc"
+	for v in $(seq 1 $((RUNS + 1))); do
+		printf "name: svc\nversion: '%s'\nbase: busybox\napps:\n  svc:\n    command: bin/svc\n    daemon: simple\n" "$v" \
+			>"$WORK/svc/meta/pack.yaml"
+		"$BIN/pack" pack "$WORK/svc" --output "$WORK/svc.pack" >/dev/null
+		"$BIN/pack" install "$WORK/svc.pack" --dangerous >/dev/null
+	done
+	echo "== service downtime of a refresh ($RUNS refreshes; the service is exec sleep)"
+	python3 - "$WORK/root/var/log/packd/svc.svc.log" <<'PY'
+import sys, datetime, statistics
+def t(s): return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+lines = [l.split(" ", 1) for l in open(sys.argv[1]).read().splitlines()]
+stopped, gaps = None, []
+for ts, msg in lines:
+    if msg == "[packd] stopped": stopped = t(ts)
+    elif msg == "[packd] started" and stopped is not None:
+        gaps.append((t(ts) - stopped) * 1e3); stopped = None
+print(f"downtime median {statistics.median(gaps):.1f} ms  min {min(gaps):.1f}  max {max(gaps):.1f} "
+      f"over {len(gaps)} refreshes (goal < 100 ms + the app's own start-up)")
+PY
+}
+
 for section in $BENCH; do
 	case $section in
 	pack) bench_pack ;;
 	launch) bench_launch ;;
-	*) echo "unknown bench section '$section' (known: pack launch)" >&2; exit 2 ;;
+	refresh) bench_refresh ;;
+	*) echo "unknown bench section '$section' (known: pack launch refresh)" >&2; exit 2 ;;
 	esac
 done
