@@ -1,6 +1,7 @@
 #!/bin/sh
 # The packd demo: a daemon on a temporary root, the busybox base, the hello example packed,
-# installed, run, listed and removed. Cleans up after itself, even on failure.
+# installed, run, listed and removed; then the ticker service installed, refreshed, reverted
+# and removed. Cleans up after itself, even on failure.
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/debug}
@@ -48,4 +49,19 @@ step "$PACK" run hello
 step "$PACK" info hello
 step "$PACK" remove hello
 step "$PACK" list
+
+# A service: installed and started, its log, a refresh (data copied, post-refresh hook, a
+# short health window), a revert, the changes that did it all.
+step "$PACK" set system refresh.health-window=2s
+step "$PACK" pack examples/ticker --output "$WORK/ticker.pack"
+step "$PACK" install "$WORK/ticker.pack" --dangerous
+step "$PACK" services
+sleep 1.5
+step "$PACK" logs ticker -n 3
+step "$PACK" install "$WORK/ticker.pack" --dangerous
+step "$PACK" logs ticker -n 5
+step "$PACK" revert ticker
+step "$PACK" info ticker
+step "$PACK" changes
+step "$PACK" remove ticker
 printf '\nDemo done; stopping packd.\n'

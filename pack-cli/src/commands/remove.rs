@@ -39,5 +39,11 @@ pub async fn revert(client: &Client, args: &RevertArgs) -> anyhow::Result<()> {
             },
         )
         .await?;
-    wait_or_print(client, &env, args.no_wait).await
+    if args.no_wait {
+        return wait_or_print(client, &env, true).await;
+    }
+    follow(client, &change_id(&env)?).await?;
+    let info: packd_api::types::PackInfo = client.get(&format!("/v2/packs/{}", args.name)).await?;
+    println!("{} reverted to {}", args.name, info.revision);
+    Ok(())
 }

@@ -210,7 +210,20 @@ pub async fn logs(State(d): State<Arc<Daemon>>, Query(q): Query<LogQuery>) -> Ap
         })?),
     };
     let names = split(&q.names);
-    let apps = d.store.read(|s| select(s, &names))?;
+    let apps = d.store.read(|s| {
+        let mut apps = select(s, &names)?;
+        // A whole pack's log includes its hooks'.
+        for name in names.iter().filter(|n| !n.contains('.')) {
+            if let Some(meta) = s.current_meta(name) {
+                apps.extend(
+                    meta.hooks
+                        .keys()
+                        .map(|h| (name.clone(), crate::launch::hooks::app_name(h))),
+                );
+            }
+        }
+        Ok::<_, Error>(apps)
+    })?;
     let root = d.paths.root().to_path_buf();
     let mut lines = logs::read(&root, &apps);
     if let Some(n) = n {
