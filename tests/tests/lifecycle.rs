@@ -522,3 +522,32 @@ fn hooks_run_confined_at_their_points_and_a_failing_one_undoes_the_change() {
     env.pack(["remove", "hk"]).ok();
     assert!(env.pack(["info", "hk"]).code != 0);
 }
+
+#[test]
+fn a_failing_refresh_killed_at_every_undo_boundary_still_ends_as_before() {
+    require_root!();
+    let mut env = Env::new();
+    env.install_base();
+    env.pack(["set", "system", "refresh.health-window=1s"]).ok();
+    env.pack(["set", "system", "refresh.retain=20"]).ok();
+    env.install(&build(&env, 1, STAY_UP));
+    // A refresh whose new service crash-loops: it fails in the health window and is undone.
+    let bad = build(&env, 2, "sleep 0.2\nexit 1");
+    env.pack(install_args(&bad)).fails(1);
+    let kinds = last_change_kinds(&env);
+    // Undo runs for every task before the health window that did something.
+    let undone: Vec<&String> = kinds.iter().take_while(|k| *k != "check-health").collect();
+    assert!(undone.len() >= 8, "{kinds:?}");
+    for kind in undone {
+        for when in ["before", "after"] {
+            let status = crash_and_recover(
+                &mut env,
+                &format!("{kind}:undo:{when}"),
+                &install_args(&bad),
+            );
+            assert_eq!(status, "Error", "undo crashed at {kind}:undo:{when}");
+            assert_eq!(assert_consistent(&env), "x1", "after {kind}:undo:{when}");
+            assert_eq!(revisions(&env).1, ["x1"], "after {kind}:undo:{when}");
+        }
+    }
+}

@@ -380,3 +380,55 @@ fn logs_of(env: &Env, pack: &str) -> String {
         })
         .unwrap_or_default()
 }
+
+#[test]
+fn logs_follow_prints_new_lines_as_they_come() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    let ticking = "#!/bin/sh\ni=0\nwhile true; do i=$((i+1)); echo tick $i; sleep 0.2; done\n";
+    install(
+        &env,
+        "follow",
+        "",
+        "  svc:\n    command: bin/tick\n    daemon: simple\n",
+        &[("bin/tick", ticking)],
+    );
+    let mut child = env
+        .cmd()
+        .args(["logs", "follow", "-n", "1", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    // Read until a tick numbered 5 or more arrives: written after `logs -f` started.
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            let n = out.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                return String::from_utf8_lossy(&got).into_owned();
+            }
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if text.lines().any(|l| {
+                l.rsplit_once("tick ")
+                    .and_then(|(_, n)| n.trim().parse::<u32>().ok())
+                    .is_some_and(|n| n >= 5)
+            }) {
+                return text.into_owned();
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !reader.is_finished() {
+        assert!(Instant::now() < deadline, "logs -f printed no new lines");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = reader.join().unwrap();
+    assert!(text.contains("follow.svc: tick"), "{text}");
+}
