@@ -52,6 +52,8 @@ pub struct Daemon {
     pub templates: Arc<MountTemplates>,
     /// Each pack's network namespace.
     pub networks: Arc<PackNetworks>,
+    /// The pack of every running sandbox, by cgroup name.
+    pub sandboxes: crate::launch::registry::Sandboxes,
     /// The services packd supervises.
     pub services: Arc<crate::services::Services>,
     /// The API sockets bound into sandboxes.
@@ -167,6 +169,7 @@ impl Daemon {
             templates,
             networks,
             pack_sockets: Default::default(),
+            sandboxes: Default::default(),
             services,
             spares: Spares::default(),
             launches: AtomicU64::new(0),
@@ -192,11 +195,15 @@ impl Daemon {
                         .partition(|name| s.change_in_progress(name).is_none())
                 });
                 for pack in ready {
+                    let pack_name = pack.clone();
                     let apps = me.store.read(|s| crate::packs::services::enabled(s, &pack));
                     if apps.is_empty() {
                         continue;
                     }
-                    if let Err(e) = me.services.start(&pack, Some(&apps)).await {
+                    // A change that started meanwhile has the pack now.
+                    let store = me.store.clone();
+                    let idle = move || store.read(|s| s.change_in_progress(&pack_name).is_none());
+                    if let Err(e) = me.services.start_if(&pack, Some(&apps), idle).await {
                         tracing::error!(pack, error = %e, "cannot start a service at boot");
                     }
                 }

@@ -189,7 +189,8 @@ mod tests {
 /// Creates `base/rel` (and its missing parents below `base`) without following a symlink
 /// anywhere below `base`: each step is opened with `O_NOFOLLOW` relative to the one before,
 /// so a directory swapped for a symlink by whoever can write there (a pack's own app, in its
-/// data) cannot send the creation elsewhere on the host.
+/// data) cannot send the creation elsewhere on the host. An existing path with a symlink on
+/// it is an error too.
 pub fn ensure_dir_beneath(base: &Path, rel: &Path, mode: u32) -> io::Result<()> {
     use nix::fcntl::{OFlag, openat};
     use nix::sys::stat::{Mode, mkdirat};

@@ -532,6 +532,23 @@ fn shutdown_asks_packd_for_a_reboot_and_nothing_else() {
     assert_eq!(status, "400", "{body}");
     assert_eq!(fs::read_to_string(&actions).unwrap(), "reboot\n");
 
+    // The pack's socket answers its sandboxes only, not whoever reaches the file (root here).
+    let direct = std::process::Command::new(packd_tests::probe::probe_binary())
+        .args(["--api", "POST", "/v2/system", reboot])
+        .env(
+            "PACKD_SOCKET",
+            env.root.join("run/packd/api/sd.shutdown.socket"),
+        )
+        .output()
+        .unwrap();
+    let (status, body) = api_answer(&String::from_utf8_lossy(&direct.stdout));
+    assert_eq!(status, "403", "{body}");
+    assert!(
+        body.to_string().contains("answers the apps of sd only"),
+        "{body}"
+    );
+    assert_eq!(fs::read_to_string(&actions).unwrap(), "reboot\n");
+
     // On the main socket: refused to an ordinary user, done for root.
     let host_probe = |nobody: bool| {
         let mut c = std::process::Command::new(packd_tests::probe::probe_binary());

@@ -244,6 +244,11 @@ fn revert_goes_back_with_the_old_revisions_own_data() {
     env.pack(["revert", "app", "--revision", "x2"]).ok();
     assert_eq!(assert_consistent(&env), "x2");
     assert_eq!(history(&env, "x2"), "v1\nv2\nv2\n");
+    // A disabled service stays down through a revert.
+    env.pack(["stop", "--disable", "app"]).ok();
+    env.pack(["revert", "app", "--revision", "x1"]).ok();
+    assert_eq!(service_state(&env), "inactive");
+    assert_eq!(history(&env, "x1"), "v1\nv1\n");
 }
 
 /// The tasks of the last change, as `kind` strings.
@@ -474,6 +479,13 @@ fn hooks_run_confined_at_their_points_and_a_failing_one_undoes_the_change() {
         events()
     );
 
+    let v2_starts = || {
+        env.pack(["logs", "hk.svc", "-n", "all"])
+            .ok()
+            .matches("v2 started")
+            .count()
+    };
+    eventually("v2 ran", || v2_starts() == 1);
     // A failing post-refresh hook undoes the refresh; its words are in the error.
     let v3 = build_hooks(&env, 3, &[("post-refresh", "echo bad config >&2\nexit 3")]);
     let err = env
@@ -493,10 +505,7 @@ fn hooks_run_confined_at_their_points_and_a_failing_one_undoes_the_change() {
         env.pack(["services", "--json", "hk"])
             .ok()
             .contains("\"active\"")
-            && env
-                .pack(["logs", "hk.svc", "-n", "1"])
-                .ok()
-                .contains("v2 started")
+            && v2_starts() == 2
     });
     // So does a failing check-health hook.
     let v4 = build_hooks(&env, 4, &[("check-health", "echo unhealthy\nexit 1")]);

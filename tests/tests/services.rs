@@ -432,3 +432,61 @@ fn logs_follow_prints_new_lines_as_they_come() {
     let text = reader.join().unwrap();
     assert!(text.contains("follow.svc: tick"), "{text}");
 }
+
+#[test]
+fn a_failed_start_stops_what_it_started_and_logs_are_roots() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    // `first` starts (and would run on), `second` exits before it is ready: the install fails
+    // and nothing of it runs on.
+    let dir = write_pack_dir(
+        env.dir.path(),
+        "half",
+        "name: half\nversion: '1'\nbase: busybox\napps:\n\
+         \x20 first:\n    command: bin/first\n    daemon: simple\n    before: [second]\n\
+         \x20 second:\n    command: bin/second\n    daemon: notify\n",
+        &[
+            ("bin/first", "#!/bin/sh\nexec sleep 1001\n"),
+            ("bin/second", "#!/bin/sh\necho not today\nexit 4\n"),
+        ],
+    );
+    let file = env.build(&dir);
+    let err = env
+        .pack([
+            std::ffi::OsStr::new("install"),
+            file.as_os_str(),
+            std::ffi::OsStr::new("--dangerous"),
+        ])
+        .fails(1);
+    assert!(err.contains("half.second did not start"), "{err}");
+    eventually("first is stopped again", || count_procs("sleep 1001") == 0);
+    assert!(services(&env).is_empty());
+
+    // Service output may hold secrets: reading it needs root.
+    install(
+        &env,
+        "quiet",
+        "",
+        "  svc:\n    command: bin/tick\n    daemon: simple\n",
+        &[("bin/tick", TICK)],
+    );
+    let mut c = env.cmd();
+    c.args(["logs", "quiet"]).current_dir("/");
+    // SAFETY: setgid/setuid in the child before exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("reading service logs needs root"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| fs::metadata(env.root.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("var/log/packd"), 0o700);
+    assert_eq!(mode("var/log/packd/quiet.svc.log"), 0o600);
+}

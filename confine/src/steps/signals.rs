@@ -84,19 +84,24 @@ pub fn relay_until_exit(child: libc::pid_t) -> i32 {
 }
 
 /// The init after a `forking` command exited: forwards signals to every process of the pid
-/// namespace and reaps them until none is left; 0 then, or 128 + the signal that ended them.
-/// `pending` is a signal to forward first.
+/// namespace and reaps them until none is left; then the status of the last one to end (the
+/// daemon the command left, normally), as a shell reports it. `pending` is a signal to
+/// forward first. Only as pid 1 of its namespace (the caller's duty): `kill(-1)` anywhere else
+/// would reach every process the caller may signal.
 pub fn relay_until_empty(pending: Option<i32>) -> i32 {
+    // SAFETY: getpid has no preconditions.
+    if unsafe { libc::getpid() } != 1 {
+        return 125;
+    }
     let mut all = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: initialises the set.
     unsafe { libc::sigfillset(all.as_mut_ptr()) };
     // SAFETY: initialised just above.
     let all = unsafe { all.assume_init() };
-    let mut last = None;
+    let mut last = 0;
     if let Some(sig) = pending {
         // SAFETY: kill(-1) from the namespace's init reaches every other process in it.
         unsafe { libc::kill(-1, sig) };
-        last = Some(sig);
     }
     loop {
         loop {
@@ -105,11 +110,12 @@ pub fn relay_until_empty(pending: Option<i32>) -> i32 {
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
             if pid < 0 {
                 // ECHILD: nobody left.
-                return last.map_or(0, |s| 128 + s);
+                return last;
             }
             if pid == 0 {
                 break;
             }
+            last = exit_code(status);
         }
         let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
         // SAFETY: valid set and out-pointer.
@@ -117,7 +123,6 @@ pub fn relay_until_empty(pending: Option<i32>) -> i32 {
         if sig > 0 && sig != libc::SIGCHLD {
             // SAFETY: as above.
             unsafe { libc::kill(-1, sig) };
-            last = Some(sig);
         }
     }
 }

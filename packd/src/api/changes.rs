@@ -147,12 +147,7 @@ pub async fn action(
             kind: "change-not-found",
             message: format!("change {id} not found; see 'pack changes'"),
         })?;
-        if !c.abort("aborted by root") {
-            return Err(Error::bad(format!(
-                "change {id} is already {}; only unfinished changes can be aborted",
-                status_word(c.status())
-            )));
-        }
+        c.abort("aborted by root").map_err(Error::bad)?;
         Ok(change_info(c))
     })?;
     tracing::warn!(change = id, "change aborted");

@@ -29,7 +29,13 @@ pub struct Names {
 fn select(s: &PackdState, names: &[String]) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     let all = names.is_empty();
-    let every: Vec<String> = s.packs.keys().cloned().collect();
+    // Packs being removed (inactive) are left out of "all".
+    let every: Vec<String> = s
+        .packs
+        .values()
+        .filter(|p| p.active)
+        .map(|p| p.name.clone())
+        .collect();
     let wanted: Vec<String> = if all { every } else { names.to_vec() };
     for name in wanted {
         let (pack, app) = match name.split_once('.') {
@@ -199,9 +205,15 @@ pub struct LogQuery {
     follow: bool,
 }
 
-/// `GET /v2/logs?names=…&n=N&follow=true`: one JSON [`LogLine`] per line, oldest first; with
-/// `follow`, new lines as they come until the client goes.
-pub async fn logs(State(d): State<Arc<Daemon>>, Query(q): Query<LogQuery>) -> ApiResult {
+/// `GET /v2/logs?names=…&n=N&follow=true` (root): one JSON [`LogLine`] per line, oldest
+/// first; with `follow`, new lines as they come until the client goes.
+pub async fn logs(
+    State(d): State<Arc<Daemon>>,
+    Extension(peer): Extension<Peer>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult {
+    // Services print what they like, secrets included: root's to read, as the logs are.
+    peer.require_root("reading service logs")?;
     let n = match q.n.as_deref() {
         None => Some(10),
         Some("all") => None,

@@ -111,6 +111,20 @@ pub async fn authorize(State(d): State<Arc<Daemon>>, req: Request, next: Next) -
     let Some(origin) = origin else {
         return next.run(req).await;
     };
+    // Only the pack's own sandboxes: the socket is visible to whoever can reach an app's
+    // file system, e.g. the user who started it, through /proc/PID/root.
+    let peer_pack = req
+        .extensions()
+        .get::<Peer>()
+        .and_then(|p| p.pid)
+        .and_then(|pid| d.sandboxes.pack_of(pid));
+    if peer_pack.as_deref() != Some(origin.pack.as_str()) {
+        return ApiError::forbidden(format!(
+            "this socket answers the apps of {} only, from inside their sandboxes",
+            origin.pack
+        ))
+        .into_response();
+    }
     let now = access_now(&d, &origin.pack);
     let allowed = match now.map(|now| now.min(origin.access)) {
         Some(Socket::Control) => true,

@@ -30,7 +30,11 @@ impl Handlers for Arc<Fake> {
         }
         if mode == Mode::Do && self.abort_in == Some(ctx.kind) {
             ctx.store().update(|s| {
-                s.changes.get_mut(&ctx.change_id).unwrap().abort("aborted");
+                s.changes
+                    .get_mut(&ctx.change_id)
+                    .unwrap()
+                    .abort("aborted")
+                    .unwrap();
                 Ok(())
             })?;
         }
@@ -229,5 +233,11 @@ fn an_abort_holds_what_has_not_run_and_undoes_what_has() {
         ]
     );
     // A finished change cannot be aborted.
-    assert!(!store.read(|s| s.changes[&id].clone()).abort("again"));
+    assert!(
+        store
+            .read(|s| s.changes[&id].clone())
+            .abort("again")
+            .unwrap_err()
+            .contains("only unfinished")
+    );
 }

@@ -54,11 +54,13 @@ pub fn resolve(root: &Path, base: &Path, grants: Grants, uid: u32) -> Result<Gra
         });
     }
     for b in &grants.binds {
-        if b.create_source && !b.source.exists() {
+        if b.create_source {
             // A content provider's directory under its data (`var/pack/PROVIDER/…`): made
-            // empty, like the data directories around it, so the consumer's launch need not
-            // wait for the provider's app to make it. The provider can write there: no
-            // symlink below `var/pack` is followed.
+            // empty when missing, like the data directories around it, so the consumer's
+            // launch need not wait for the provider's app to make it. The provider can write
+            // there: a symlink anywhere below `var/pack` is refused, not followed (it could
+            // point the consumer's writable bind at the host). The bind itself happens
+            // moments later; a swap in between is a known limitation.
             let data = root.join("var/pack");
             let rel = b.source.strip_prefix(&data).map_err(|_| {
                 Error::Internal(format!(

@@ -188,12 +188,23 @@ impl Prepared {
             }
             return Err(fail(e));
         }
+        let registered = cgroup.as_ref().and_then(|cg| {
+            let name = cg
+                .dirs()
+                .first()?
+                .file_name()?
+                .to_string_lossy()
+                .into_owned();
+            d.sandboxes.insert(&name, &r.name);
+            Some((d.sandboxes.clone(), name))
+        });
         let mut running = Running {
             pidfd: None,
             exited: None,
             exit_pipe: None,
             code: None,
             cgroup,
+            registered,
             label: format!("{}.{}", r.name, r.app),
             report: Report::default(),
         };
@@ -236,6 +247,8 @@ pub struct Running {
     exit_pipe: Option<pipe::Receiver>,
     code: Option<i32>,
     cgroup: Option<Cgroup>,
+    /// Its entry in the daemon's sandbox registry, taken out when it is gone.
+    registered: Option<(super::registry::Sandboxes, String)>,
     pub label: String,
     /// What the layers reported on the way.
     pub report: Report,
@@ -308,6 +321,9 @@ impl Running {
         if let Some(exited) = self.exited.take() {
             let _ = exited.await;
         }
+        if let Some((registry, name)) = self.registered.take() {
+            registry.remove(&name);
+        }
         if let Some(cg) = self.cgroup.take() {
             let label = self.label.clone();
             let _ = tokio::task::spawn_blocking(move || {
@@ -317,6 +333,34 @@ impl Running {
                 }
             })
             .await;
+        }
+    }
+}
+
+/// A launch dropped without [`Running::cleanup`] (a waiting future cancelled, e.g. by an abort)
+/// must not leave its sandbox behind: it is killed, and its cgroup removed in the background.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.exited.is_some() {
+            self.signal(libc::SIGKILL);
+        }
+        if let Some((registry, name)) = self.registered.take() {
+            registry.remove(&name);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let label = self.label.clone();
+            let remove = move || {
+                cg.kill();
+                if let Err(e) = cg.remove(Duration::from_secs(5)) {
+                    tracing::warn!(app = %label, error = %e, "cannot remove the sandbox cgroup");
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn_blocking(remove);
+                }
+                Err(_) => remove(),
+            }
         }
     }
 }

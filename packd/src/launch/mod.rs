@@ -8,6 +8,7 @@ pub mod hooks;
 pub mod instance;
 mod mounts;
 pub mod networks;
+pub mod registry;
 pub mod spares;
 pub mod templates;
 pub mod zygote;
@@ -323,6 +324,14 @@ pub fn build_spec(
         pid: !g.grants.host_pid,
         ..Namespaces::default()
     };
+    if service.outlive_command && !namespaces.pid {
+        return Err(Error::bad(format!(
+            "{}.{} is a forking service, which needs a pid namespace of its own to be \
+             supervised; its system-observe connection takes that away: disconnect it, or use \
+             daemon: simple",
+            r.name, r.app
+        )));
+    }
     Ok(SandboxSpec {
         label: crate::policy::apparmor::label(&r.name, &r.app),
         root: paths.mount_dir(&r.base, r.base_revision),

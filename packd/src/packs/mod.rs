@@ -231,15 +231,22 @@ impl PackManager {
                     .filter(|pk| pk.active && pk.current != p.revision)
                     .map(|pk| pk.current)
             });
-            Ok(old
-                .map(|old| data::pairs(&self.paths, p.name, old, p.revision))
+            old.map(|old| data::pairs(&self.paths, p.name, old, p.revision))
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(from, to)| {
+                    // An aside from something else is never taken for ours (nor replaced).
+                    let aside = data::aside(&to);
+                    if aside.exists() {
+                        return Err(Error::Internal(format!(
+                            "{} is in the way of the refresh; move it elsewhere and try again",
+                            aside.display()
+                        )));
+                    }
                     let leftover = to.exists();
-                    (from, to, leftover)
+                    Ok((from, to, leftover))
                 })
-                .collect())
+                .collect()
         })?;
         for (from, to, leftover) in &copies {
             data::copy(from, to, *leftover)?;

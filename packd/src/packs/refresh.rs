@@ -98,36 +98,51 @@ impl PackManager {
     }
 
     /// After a good refresh: leftovers set aside go, and so do the revisions beyond
-    /// `refresh.retain` (oldest first), each entirely: mount, blob, data, profiles, state.
+    /// `refresh.retain`, oldest first, never the current one nor the one this refresh came
+    /// from; each entirely: mount, blob, data, profiles, state. Best effort: the refresh is
+    /// good already, so a failure here is logged (what is left is removed by a later cleanup)
+    /// rather than undoing it.
     pub(super) fn cleanup(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        if let Err(e) = self.clean_up(ctx) {
+            tracing::warn!(pack = %ctx.plan.pack_name(), error = %e, "cleanup after a refresh was incomplete");
+        }
+        Ok(())
+    }
+
+    fn clean_up(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+        use crate::state::TaskKind;
         let name = ctx.plan.pack_name().to_string();
-        let copies: Vec<(std::path::PathBuf, std::path::PathBuf, bool)> = ctx
-            .store()
-            .read(|s| {
+        let recorded = |kind: TaskKind, key: &str| -> Option<serde_json::Value> {
+            ctx.store().read(|s| {
                 s.changes.get(&ctx.change_id).and_then(|c| {
                     c.tasks
                         .iter()
-                        .find(|t| t.kind == crate::state::TaskKind::CopyData)
-                        .and_then(|t| t.get("copies"))
+                        .find(|t| t.kind == kind)
+                        .and_then(|t| t.get(key))
                 })
             })
-            .unwrap_or_default();
+        };
+        let copies: Vec<(std::path::PathBuf, std::path::PathBuf, bool)> =
+            recorded(TaskKind::CopyData, "copies")
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
         for (_, to, _) in &copies {
             data::forget_aside(to)?;
         }
+        let from: Option<Revision> = recorded(TaskKind::LinkPack, "old-current")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .flatten();
         let (current, old): (Option<Revision>, Vec<Revision>) = ctx.store().read(|s| {
             let Some(p) = s.packs.get(&name) else {
                 return (None, Vec::new());
             };
-            let keep = config::retain(&s.config);
-            let others: Vec<Revision> = p
+            let excess = p.sequence.len().saturating_sub(config::retain(&s.config));
+            let droppable = p
                 .sequence
                 .iter()
                 .map(|r| r.revision)
-                .filter(|r| *r != p.current)
-                .collect();
-            let drop = others.len().saturating_sub(keep.saturating_sub(1));
-            (Some(p.current), others.into_iter().take(drop).collect())
+                .filter(|r| *r != p.current && Some(*r) != from);
+            (Some(p.current), droppable.take(excess).collect())
         });
         let Some(current) = current else {
             return Ok(());

@@ -114,7 +114,8 @@ impl PackManager {
     pub(super) fn start_services(&self, ctx: &TaskCtx<'_>) -> Result<()> {
         let (name, mut apps) = ctx.store().read(|s| selected(s, &ctx.plan));
         self.apply_enable(ctx, &name, &apps)?;
-        if matches!(ctx.plan, Plan::Install { .. }) {
+        // An install or a revert starts what is enabled; a services change what it names.
+        if matches!(ctx.plan, Plan::Install { .. } | Plan::Revert { .. }) {
             let on = ctx.store().read(|s| enabled(s, &name));
             apps.retain(|a| on.contains(a));
         }
@@ -127,9 +128,11 @@ impl PackManager {
         self.runtime.block_on(async {
             tokio::select! {
                 started = self.services.start(&name, Some(&to_start)) => started,
-                () = ctx.aborted() => Err(Error::Service(
-                    "aborted while starting services".into(),
-                )),
+                () = ctx.aborted() => {
+                    // Whatever got started before the abort goes again.
+                    let _ = self.services.stop(&name, Some(&to_start)).await;
+                    Err(Error::Service("aborted while starting services".into()))
+                }
             }
         })
     }
@@ -170,35 +173,17 @@ impl PackManager {
 
     pub(super) fn restart_services(&self, ctx: &TaskCtx<'_>) -> Result<()> {
         let (name, apps) = ctx.store().read(|s| selected(s, &ctx.plan));
-        self.runtime.block_on(async {
-            self.services.stop(&name, Some(&apps)).await?;
-            self.services.start(&name, Some(&apps)).await
-        })
-    }
-
-    /// The services of `packs` that run now.
-    pub(super) fn running_services(&self, packs: &[String]) -> Vec<(String, Vec<String>)> {
-        packs
-            .iter()
-            .map(|p| (p.clone(), self.services.running_apps(p)))
-            .collect()
+        self.runtime
+            .block_on(self.services.restart(&name, Some(&apps)))
     }
 
     /// After a connection change: the running services of `packs` restart, so their new
-    /// permissions take effect.
-    pub(super) fn restart_running(&self, packs: &[String]) -> Result<()> {
+    /// permissions take effect. A service that does not come back is shown failed (and in the
+    /// log); it does not fail the connection change, which may concern another pack entirely.
+    pub(super) fn restart_running(&self, packs: &[String]) {
         for name in packs {
-            self.runtime.block_on(self.services.restart_running(name))?;
-        }
-        Ok(())
-    }
-
-    /// Starts again what [`Self::running_services`] found (after a failed connection change
-    /// was put back).
-    pub(super) fn start_again(&self, running: &[(String, Vec<String>)]) {
-        for (name, apps) in running.iter().filter(|(_, a)| !a.is_empty()) {
-            if let Err(e) = self.runtime.block_on(self.services.start(name, Some(apps))) {
-                tracing::error!(pack = %name, error = %e, "cannot start services again");
+            if let Err(e) = self.runtime.block_on(self.services.restart_running(name)) {
+                tracing::warn!(pack = %name, error = %e, "a service did not come back after a connection change");
             }
         }
     }

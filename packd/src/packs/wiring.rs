@@ -65,11 +65,7 @@ impl PackManager {
             Ok(())
         })?;
         let packs = connections::affected(conns);
-        let running = self.running_services(&packs);
-        // The running services of the affected packs restart with their new permissions.
-        let result = self
-            .regenerate(store, &packs)
-            .and_then(|()| self.restart_running(&packs));
+        let result = self.regenerate(store, &packs);
         if result.is_err() {
             let restored = store.update(|s| {
                 s.connections = before;
@@ -78,8 +74,10 @@ impl PackManager {
             if let Err(e) = restored.and_then(|()| self.regenerate(store, &packs)) {
                 tracing::error!(error = %e, "cannot put the previous connections back");
             }
-            self.start_again(&running);
+            return result;
         }
+        // The running services of the affected packs restart with their new permissions.
+        self.restart_running(&packs);
         result
     }
 

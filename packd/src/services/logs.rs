@@ -52,9 +52,16 @@ fn timestamp() -> String {
     humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
 }
 
+/// Appends to a log, made root-only (0600 in a 0700 directory): services print secrets.
 fn append(path: &Path, entry: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent()
+        && !dir.is_dir()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     if std::fs::metadata(path).is_ok_and(|m| m.len() >= ROTATE_AT) {
         std::fs::rename(path, rotated(path))?;
@@ -62,6 +69,7 @@ fn append(path: &Path, entry: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)?;
     f.write_all(entry)
 }

@@ -67,6 +67,8 @@ type Key = (String, String);
 
 /// One supervised service: its state, and how to ask its task to stop.
 struct Unit {
+    /// The revision it was started from: a start after a switch of `current` replaces it.
+    revision: packfmt::Revision,
     state: watch::Receiver<Active>,
     /// How many times the service was launched (restarts count).
     runs: Arc<std::sync::atomic::AtomicU32>,
@@ -79,6 +81,9 @@ pub struct Services {
     daemon: Mutex<Weak<Daemon>>,
     ready: tokio::sync::Notify,
     units: Mutex<HashMap<Key, Unit>>,
+    /// One lock per pack: starts, stops and restarts of a pack's services never interleave
+    /// (the engine's tasks, boot, connection changes).
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Services {
@@ -137,18 +142,65 @@ impl Services {
             .map_or(Active::Inactive, |u| *u.state.borrow())
     }
 
+    fn lock_for(&self, pack: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(pack.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// Starts `pack`'s services `apps` (all of them when `None`) in dependency order and waits
-    /// until each has started; the first that cannot start is the error.
+    /// until each has started. A service already running the current revision is left alone;
+    /// one running another revision is replaced. When one cannot start, those this call
+    /// started are stopped again and the failure is the error.
     pub async fn start(&self, pack: &str, apps: Option<&[String]>) -> Result<()> {
+        self.start_if(pack, apps, || true).await
+    }
+
+    /// [`Self::start`], if `still()` holds once the pack's lock is held (for boot, which must
+    /// leave a pack to a change that started meanwhile).
+    pub async fn start_if(
+        &self,
+        pack: &str,
+        apps: Option<&[String]>,
+        still: impl FnOnce() -> bool,
+    ) -> Result<()> {
+        let lock = self.lock_for(pack);
+        let _held = lock.lock().await;
+        if !still() {
+            return Ok(());
+        }
+        self.start_locked(pack, apps).await
+    }
+
+    async fn start_locked(&self, pack: &str, apps: Option<&[String]>) -> Result<()> {
         let d = self.daemon().await?;
+        let mut started: Vec<String> = Vec::new();
         for app in ordered(&d, pack, apps)? {
-            self.start_one(&d, pack, &app).await?;
+            match self.start_one(&d, pack, &app).await {
+                Ok(true) => started.push(app),
+                Ok(false) => {}
+                Err(e) => {
+                    for a in started.iter().rev() {
+                        self.stop_one(pack, a).await;
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }
 
     /// Stops `pack`'s services `apps` (all when `None`), in reverse dependency order.
     pub async fn stop(&self, pack: &str, apps: Option<&[String]>) -> Result<()> {
+        let lock = self.lock_for(pack);
+        let _held = lock.lock().await;
+        self.stop_locked(pack, apps).await
+    }
+
+    async fn stop_locked(&self, pack: &str, apps: Option<&[String]>) -> Result<()> {
         let d = self.daemon().await?;
         let mut order = ordered(&d, pack, apps).unwrap_or_else(|_| self.unit_apps(pack));
         order.reverse();
@@ -161,13 +213,23 @@ impl Services {
     /// Restarts those of `pack`'s services that run now (after a connection change: their
     /// new permissions take effect).
     pub async fn restart_running(&self, pack: &str) -> Result<()> {
+        let lock = self.lock_for(pack);
+        let _held = lock.lock().await;
         let running = self.running_apps(pack);
         if running.is_empty() {
             return Ok(());
         }
         tracing::info!(pack, apps = ?running, "restarting services for their new permissions");
-        self.stop(pack, Some(&running)).await?;
-        self.start(pack, Some(&running)).await
+        self.stop_locked(pack, Some(&running)).await?;
+        self.start_locked(pack, Some(&running)).await
+    }
+
+    /// Stops then starts `pack`'s services `apps`, under one hold of the pack's lock.
+    pub async fn restart(&self, pack: &str, apps: Option<&[String]>) -> Result<()> {
+        let lock = self.lock_for(pack);
+        let _held = lock.lock().await;
+        self.stop_locked(pack, apps).await?;
+        self.start_locked(pack, apps).await
     }
 
     /// Stops every service (the daemon is stopping).
@@ -179,7 +241,9 @@ impl Services {
         for pack in packs {
             // In reverse dependency order when the pack is still known; then whatever is
             // left (a failed service keeps its unit).
-            let _ = self.stop(&pack, None).await;
+            let lock = self.lock_for(&pack);
+            let _held = lock.lock().await;
+            let _ = self.stop_locked(&pack, None).await;
             for (p, a) in units.iter().filter(|(p, _)| *p == pack) {
                 self.stop_one(p, a).await;
             }
@@ -211,15 +275,21 @@ impl Services {
         apps
     }
 
-    async fn start_one(&self, d: &Arc<Daemon>, pack: &str, app: &str) -> Result<()> {
+    /// Starts one service unless it runs the current revision already; whether it started.
+    async fn start_one(&self, d: &Arc<Daemon>, pack: &str, app: &str) -> Result<bool> {
         let key = (pack.to_string(), app.to_string());
+        let revision = d
+            .store
+            .read(|s| s.packs.get(pack).map(|p| p.current))
+            .ok_or_else(|| Error::pack_not_found(pack))?;
         {
             let units = self.units();
             if let Some(u) = units.get(&key)
                 && !u.task.is_finished()
+                && u.revision == revision
                 && matches!(*u.state.borrow(), Active::Active | Active::Activating)
             {
-                return Ok(());
+                return Ok(false);
             }
         }
         self.stop_one(pack, app).await;
@@ -240,6 +310,7 @@ impl Services {
         self.units().insert(
             key,
             Unit {
+                revision,
                 state: state_rx,
                 runs,
                 stop: Some(stop_tx),
@@ -247,7 +318,7 @@ impl Services {
             },
         );
         match started_rx.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(true),
             Ok(Err(message)) => Err(Error::Service(format!(
                 "service {pack}.{app} did not start: {message} (see 'pack logs {pack}.{app}')"
             ))),
@@ -506,6 +577,9 @@ async fn run_once(
         running.cleanup().await;
         return Err(msg);
     }
+    // Nothing reads it after READY=1: closed, so later notifications fail at once rather
+    // than fill its queue and block the service.
+    drop(notify);
     let _ = state.send(Active::Active);
     if let Some(tx) = started.take() {
         let _ = tx.send(Ok(()));
@@ -594,7 +668,8 @@ async fn launch(
     let prepared = instance::prepare(d, &target, service_invocation())
         .map_err(|e| e.to_string())?
         .as_service(service);
-    let stdio = output_pipe(d, pack, app).map_err(|e| format!("cannot set up its log: {e}"))?;
+    let (stdio, _pump) =
+        output_pipe(d, pack, app).map_err(|e| format!("cannot set up its log: {e}"))?;
     prepared.start(d, stdio).await.map_err(|(msg, _)| msg)
 }
 
@@ -606,7 +681,7 @@ pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 pub async fn run_hook(d: &Arc<Daemon>, pack: &str, hook: &str, timeout: Duration) -> Result<()> {
     let app = crate::launch::hooks::app_name(hook);
     let prepared = instance::prepare_hook(d, pack, hook, service_invocation())?;
-    let stdio = output_pipe(d, pack, &app)
+    let (stdio, pump) = output_pipe(d, pack, &app)
         .map_err(|e| Error::Service(format!("cannot set up the {hook} hook's log: {e}")))?;
     logs::note(d.paths.root(), pack, &app, "started");
     let mut running = prepared.start(d, stdio).await.map_err(|(msg, _)| {
@@ -614,6 +689,8 @@ pub async fn run_hook(d: &Arc<Daemon>, pack: &str, hook: &str, timeout: Duration
     })?;
     let code = tokio::time::timeout(timeout, running.wait()).await;
     running.cleanup().await;
+    // Its last lines (why it failed, usually) are in the log before it is read.
+    let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
     let ended = match code {
         Ok(0) => {
             logs::note(d.paths.root(), pack, &app, "exited with status 0");
@@ -659,19 +736,27 @@ fn service_invocation() -> Invocation {
     }
 }
 
-/// stdin from /dev/null; stdout and stderr one pipe, pumped into the log.
-fn output_pipe(d: &Daemon, pack: &str, app: &str) -> std::io::Result<Stdio3> {
+/// stdin from /dev/null; stdout and stderr one pipe, pumped into the log (the task ends when
+/// the last writer has gone and every line is written).
+fn output_pipe(
+    d: &Daemon,
+    pack: &str,
+    app: &str,
+) -> std::io::Result<(Stdio3, tokio::task::JoinHandle<()>)> {
     let null = std::fs::File::open("/dev/null")?;
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(r)?;
     let path = logs::log_file(d.paths.root(), pack, app);
-    tokio::spawn(logs::pump(reader, path, format!("{pack}.{app}")));
+    let pump = tokio::spawn(logs::pump(reader, path, format!("{pack}.{app}")));
     let stderr = w.try_clone()?;
-    Ok(Stdio3 {
-        stdin: null.into(),
-        stdout: w,
-        stderr,
-    })
+    Ok((
+        Stdio3 {
+            stdin: null.into(),
+            stdout: w,
+            stderr,
+        },
+        pump,
+    ))
 }
 
 /// A `notify` service's socket: `run/packd/notify/NAME.APP.socket` on the host.

@@ -264,10 +264,28 @@ impl Change {
     }
 
     /// Aborts an unfinished change: tasks not started are held, finished ones undone (the one
-    /// under way is undone once it finishes). Like a failure, with `why` as the error.
-    pub fn abort(&mut self, why: &str) -> bool {
+    /// under way is undone once it finishes). Like a failure, with `why` as the error. Refused
+    /// (with the reason) for a finished change, and past the point of no return: once a task
+    /// that cannot be undone (discarding data or blobs, the cleanup of old revisions) runs.
+    pub fn abort(&mut self, why: &str) -> Result<(), String> {
         if self.is_ready() {
-            return false;
+            return Err(format!(
+                "change {} is already {:?}; only unfinished changes can be aborted",
+                self.id,
+                self.status()
+            ));
+        }
+        let final_step = self.tasks.iter().find(|t| {
+            matches!(
+                t.kind,
+                TaskKind::DiscardData | TaskKind::DiscardPack | TaskKind::Cleanup
+            ) && matches!(t.status, Status::Doing | Status::Done)
+        });
+        if let Some(t) = final_step {
+            return Err(format!(
+                "change {} is past the point of no return ({:?}); it will finish by itself",
+                self.id, t.summary
+            ));
         }
         self.err = Some(why.to_string());
         for t in &mut self.tasks {
@@ -277,7 +295,7 @@ impl Change {
                 other => other,
             };
         }
-        true
+        Ok(())
     }
 
     pub fn task_mut(&mut self, id: u64) -> Option<&mut Task> {

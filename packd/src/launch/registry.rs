@@ -1,0 +1,34 @@
+//! Which pack each running sandbox belongs to, by the name of its cgroup (`sandbox.N`): the
+//! API uses it to check that a request on a pack's own socket comes from one of that pack's
+//! sandboxes, not from a host user who reached the socket some other way (for example through
+//! `/proc/PID/root` of an app they started).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+#[derive(Clone, Default)]
+pub struct Sandboxes(Arc<Mutex<HashMap<String, String>>>);
+
+impl Sandboxes {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn insert(&self, cgroup: &str, pack: &str) {
+        self.map().insert(cgroup.to_string(), pack.to_string());
+    }
+
+    pub fn remove(&self, cgroup: &str) {
+        self.map().remove(cgroup);
+    }
+
+    /// The pack whose sandbox process `pid` is in, from `/proc/PID/cgroup`.
+    pub fn pack_of(&self, pid: i32) -> Option<String> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let map = self.map();
+        text.lines()
+            .filter_map(|l| l.rsplit(':').next())
+            .filter_map(|path| path.rsplit('/').next())
+            .find_map(|name| map.get(name).cloned())
+    }
+}
