@@ -326,12 +326,16 @@ impl Env {
 
     /// Installs `file` with --dangerous, asserting success.
     pub fn install(&self, file: &Path) -> String {
+        self.try_install(file).ok()
+    }
+
+    /// Installs `file` with --dangerous, whatever happens.
+    pub fn try_install(&self, file: &Path) -> Run {
         self.pack([
             OsStr::new("install"),
             file.as_os_str(),
             OsStr::new("--dangerous"),
         ])
-        .ok()
     }
 
     /// The mount points under this root.
@@ -488,4 +492,21 @@ pub fn write_pack_dir(parent: &Path, name: &str, yaml: &str, files: &[(&str, &st
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     dir
+}
+
+/// Makes `cmd` run as nobody (uid and gid 65534, no supplementary groups).
+pub fn as_nobody(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setgroups/setgid/setuid in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
 }

@@ -48,13 +48,7 @@ fn mksquashfs(src: &Path, out: &Path, extra: &[&str]) {
 #[track_caller]
 fn refused(env: &Env, file: &Path, want: &str) {
     let before = env.snapshot();
-    let err = env
-        .pack([
-            std::ffi::OsStr::new("install"),
-            file.as_os_str(),
-            std::ffi::OsStr::new("--dangerous"),
-        ])
-        .fails(1);
+    let err = env.try_install(file).fails(1);
     assert!(err.starts_with("error: "), "{err}");
     assert_eq!(err.lines().count(), 1, "one clear error, got: {err}");
     assert!(err.contains(want), "want {want:?} in {err:?}");

@@ -555,15 +555,7 @@ fn shutdown_asks_packd_for_a_reboot_and_nothing_else() {
         c.args(["--api", "POST", "/v2/system", r#"{"action": "power-off"}"#])
             .env("PACKD_SOCKET", &env.socket);
         if nobody {
-            // SAFETY: setgid/setuid in the child before exec.
-            unsafe {
-                c.pre_exec(|| {
-                    if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            packd_tests::as_nobody(&mut c);
         }
         let o = c.output().unwrap();
         api_answer(&String::from_utf8_lossy(&o.stdout))

@@ -184,7 +184,7 @@ fn a_refresh_whose_service_crash_loops_is_undone_and_the_old_one_runs_again() {
     env.install(&build(&env, 1, STAY_UP));
     assert_consistent(&env);
     let bad = build(&env, 2, "sleep 0.3\nexit 1");
-    let err = env.pack(install_args(&bad)).fails(1);
+    let err = env.try_install(&bad).fails(1);
     assert!(
         err.contains("svc restarted within the health window"),
         "{err}"
@@ -218,7 +218,7 @@ fn a_refresh_whose_service_cannot_start_is_undone() {
         "name: app\nversion: '2'\nbase: busybox\napps:\n  svc:\n    command: bin/svc\n    daemon: simple\n    restart-condition: never\n",
         &[("bin/svc", "#!/bin/sh\necho v2 started\nexit 2\n")],
     );
-    let err = env.pack(install_args(&env.build(&dir))).fails(1);
+    let err = env.try_install(&env.build(&dir)).fails(1);
     assert!(err.contains("svc failed within the health window"), "{err}");
     assert_eq!(assert_consistent(&env), "x1");
 }
@@ -542,7 +542,7 @@ fn a_failing_refresh_killed_at_every_undo_boundary_still_ends_as_before() {
     env.install(&build(&env, 1, STAY_UP));
     // A refresh whose new service crash-loops: it fails in the health window and is undone.
     let bad = build(&env, 2, "sleep 0.2\nexit 1");
-    env.pack(install_args(&bad)).fails(1);
+    env.try_install(&bad).fails(1);
     let kinds = last_change_kinds(&env);
     // Undo runs for every task before the health window that did something.
     let undone: Vec<&String> = kinds.iter().take_while(|k| *k != "check-health").collect();

@@ -451,14 +451,7 @@ fn a_failed_start_stops_what_it_started_and_logs_are_roots() {
             ("bin/second", "#!/bin/sh\necho not today\nexit 4\n"),
         ],
     );
-    let file = env.build(&dir);
-    let err = env
-        .pack([
-            std::ffi::OsStr::new("install"),
-            file.as_os_str(),
-            std::ffi::OsStr::new("--dangerous"),
-        ])
-        .fails(1);
+    let err = env.try_install(&env.build(&dir)).fails(1);
     assert!(err.contains("half.second did not start"), "{err}");
     eventually("first is stopped again", || count_procs("sleep 1001") == 0);
     assert!(services(&env).is_empty());
@@ -473,16 +466,7 @@ fn a_failed_start_stops_what_it_started_and_logs_are_roots() {
     );
     let mut c = env.cmd();
     c.args(["logs", "quiet"]).current_dir("/");
-    // SAFETY: setgid/setuid in the child before exec.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
-            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let o = c.output().unwrap();
+    let o = packd_tests::as_nobody(&mut c).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("reading service logs needs root"));
     use std::os::unix::fs::PermissionsExt;
