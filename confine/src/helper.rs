@@ -42,6 +42,9 @@ pub const STATUS_FD: i32 = 4;
 pub const TEMPLATE_FD: i32 = 6;
 /// The descriptor the pack's network namespace is put on, when it comes with the launch.
 pub const NET_FD: i32 = 7;
+/// The caller's own exit pipe, when it sent one (`pack run`): the init writes the app's status
+/// there too, so the caller learns it without a detour through the daemon.
+pub const CALLER_EXIT_FD: i32 = 8;
 /// The descriptor the init writes the app's exit status to (four bytes, little-endian) the
 /// moment the app exits: the daemon need not wait for the namespaces to be torn down.
 pub const EXIT_FD: i32 = 5;
@@ -286,6 +289,7 @@ fn receive() -> Option<(SandboxSpec, Mounting, Option<OwnedFd>)> {
         fds,
         handover.template == Template::Join,
         handover.net,
+        handover.caller_exit,
         Some(SLOT_FD),
     ) {
         Ok(extras) => extras,
@@ -311,12 +315,14 @@ pub struct Extras {
 }
 
 /// Puts a launch's descriptors in place: the five of [`LAUNCH_FDS`], then (in this order, when
-/// present) a mount template on [`TEMPLATE_FD`] and a network namespace on [`NET_FD`]. Every
-/// other descriptor from 3 up is closed, except `keep`.
+/// present) a mount template on [`TEMPLATE_FD`], a network namespace on [`NET_FD`] and the
+/// caller's exit pipe on [`CALLER_EXIT_FD`]. Every other descriptor from 3 up is closed,
+/// except `keep`.
 pub fn take_launch_fds(
     fds: Vec<OwnedFd>,
     template: bool,
     net: bool,
+    caller_exit: bool,
     keep: Option<i32>,
 ) -> Result<Extras, String> {
     let mut targets = LAUNCH_FDS.to_vec();
@@ -325,6 +331,9 @@ pub fn take_launch_fds(
     }
     if net {
         targets.push(NET_FD);
+    }
+    if caller_exit {
+        targets.push(CALLER_EXIT_FD);
     }
     if fds.len() != targets.len() {
         return Err(format!(
@@ -416,21 +425,27 @@ pub fn close_range(first: u32, last: u32) {
 }
 
 /// Where the init writes the app's exit status.
-struct ExitPipe(Option<File>);
+/// Where the app's status goes the moment it exits: the daemon's exit pipe, and the caller's
+/// when it sent one.
+struct ExitPipe(Vec<File>);
 
 impl ExitPipe {
     fn take() -> ExitPipe {
-        // SAFETY: fcntl on any integer is harmless; it tells whether the descriptor is open.
-        if unsafe { libc::fcntl(EXIT_FD, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-            return ExitPipe(None);
+        let mut pipes = Vec::new();
+        for fd in [EXIT_FD, CALLER_EXIT_FD] {
+            // SAFETY: fcntl on any integer is harmless; it tells whether the descriptor is
+            // open (and keeps it from the app's exec).
+            if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } >= 0 {
+                // SAFETY: open (checked above) and ours by the protocol.
+                pipes.push(unsafe { File::from_raw_fd(fd) });
+            }
         }
-        // SAFETY: EXIT_FD is open (checked above) and ours by the protocol.
-        ExitPipe(Some(unsafe { File::from_raw_fd(EXIT_FD) }))
+        ExitPipe(pipes)
     }
 
-    /// Four bytes, little-endian: one atomic pipe write.
+    /// Four bytes, little-endian: one atomic pipe write each.
     fn send(mut self, code: i32) {
-        if let Some(f) = self.0.as_mut() {
+        for f in &mut self.0 {
             let _ = f.write_all(&code.to_le_bytes());
         }
     }

@@ -46,6 +46,9 @@ pub enum Request {
         spec: Box<SandboxSpec>,
         #[serde(default)]
         net: bool,
+        /// The caller's exit pipe comes last (see [`helper::CALLER_EXIT_FD`]).
+        #[serde(default)]
+        caller_exit: bool,
     },
     /// Fork a slot that builds `frame` and waits for a [`Handover`].
     Prepare { id: u64, frame: Frame },
@@ -59,9 +62,12 @@ pub struct Handover {
     pub spec: Box<SandboxSpec>,
     #[serde(default)]
     pub template: Template,
-    /// The last descriptor is the pack's network namespace, to join rather than make one.
+    /// The pack's network namespace comes next, to join rather than make one.
     #[serde(default)]
     pub net: bool,
+    /// The caller's exit pipe comes last (see [`helper::CALLER_EXIT_FD`]).
+    #[serde(default)]
+    pub caller_exit: bool,
 }
 
 /// Mount templates: a sandbox's file system without its per-launch mounts, kept as a mount
@@ -197,8 +203,16 @@ pub fn serve(sock: OwnedFd, parent: i32) -> i32 {
         }
         if fds[0].revents != 0 {
             match recv::<Request>(sock.as_fd(), &mut buf) {
-                Ok(Some((Request::Launch { id, spec, net }, fds))) => {
-                    launch(&sock, id, &spec, net, fds, &mut running);
+                Ok(Some((
+                    Request::Launch {
+                        id,
+                        spec,
+                        net,
+                        caller_exit,
+                    },
+                    fds,
+                ))) => {
+                    launch(&sock, id, &spec, (net, caller_exit), fds, &mut running);
                 }
                 Ok(Some((Request::Prepare { id, frame }, _))) => {
                     prepare(&sock, id, &frame, &mut running);
@@ -224,11 +238,11 @@ fn launch(
     sock: &OwnedFd,
     id: u64,
     spec: &SandboxSpec,
-    net: bool,
+    (net, caller_exit): (bool, bool),
     fds: Vec<OwnedFd>,
     running: &mut HashMap<i32, u64>,
 ) {
-    let expected = helper::LAUNCH_FDS.len() + usize::from(net);
+    let expected = helper::LAUNCH_FDS.len() + usize::from(net) + usize::from(caller_exit);
     if fds.len() != expected {
         let error = format!("expected {expected} descriptors, got {}", fds.len());
         let _ = send(sock.as_fd(), &Reply::Failed { id, error }, &[]);
@@ -238,7 +252,7 @@ fn launch(
         // The request's descriptors go in place; nothing else stays open in the sandbox's
         // processes: not the received copies (the status pipe must reach EOF at the app's
         // exec), not the zygote's signalfd.
-        match helper::take_launch_fds(fds, false, net, None) {
+        match helper::take_launch_fds(fds, false, net, caller_exit, None) {
             Ok(extras) => helper::supervise(
                 &Frame::of(spec),
                 Source::Given {

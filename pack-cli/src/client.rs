@@ -230,14 +230,15 @@ impl Client {
     }
 
     /// Opens the run protocol, handing `fds` over with the request: returns the upgraded
-    /// stream with what packd already sent on it, or the daemon's error.
+    /// stream with what packd already sent on it and the answer's headers, or the daemon's
+    /// error.
     pub async fn upgrade(
         &self,
         path: &str,
         protocol_name: &str,
         json: Vec<u8>,
         fds: &[RawFd],
-    ) -> Result<(UnixStream, hyper::body::Bytes)> {
+    ) -> Result<(UnixStream, hyper::body::Bytes, hyper::HeaderMap)> {
         let req = Self::request(Method::POST, path)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::CONNECTION, "upgrade")
@@ -268,13 +269,14 @@ impl Client {
                 message,
             });
         }
+        let headers = resp.headers().clone();
         let upgraded = hyper::upgrade::on(resp).await.map_err(protocol)?;
         let parts = upgraded
             .downcast::<TokioIo<FdStream>>()
             .map_err(|_| protocol("unexpected connection type after the upgrade"))?;
         // packd may have spoken already (the launch runs alongside the 101): those bytes were
         // read with the response and come first.
-        Ok((parts.io.into_inner().inner, parts.read_buf))
+        Ok((parts.io.into_inner().inner, parts.read_buf, headers))
     }
 }
 

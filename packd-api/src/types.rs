@@ -149,6 +149,9 @@ pub struct RunRequest {
 /// The upgrade token of the run protocol.
 pub const RUN_PROTOCOL: &str = "packd-run/1";
 
+/// A header of the `101` answer to `/v2/run`: `true` when the app runs in devmode.
+pub const RUN_DEVMODE_HEADER: &str = "packd-devmode";
+
 /// Messages from the daemon after the upgrade, one JSON object per line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "type")]

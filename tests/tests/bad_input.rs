@@ -236,3 +236,41 @@ fn an_empty_upload_is_refused() {
     fs::write(&empty, b"").unwrap();
     refused(&env, &empty, "the upload is empty");
 }
+
+/// `/v2/run` with a fourth descriptor that is not a pipe: refused before anything starts.
+#[test]
+fn a_run_request_with_a_bad_exit_descriptor_is_refused() {
+    require_root!();
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::os::fd::AsRawFd;
+    let env = Env::new();
+    let not_a_pipe = std::fs::File::open("/etc/hostname").unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
+    let body = r#"{"target": "nothing", "args": [], "env": {}, "cwd": "/"}"#;
+    let request = format!(
+        "POST /v2/run HTTP/1.1\r\nHost: packd\r\nConnection: upgrade\r\nUpgrade: packd-run/1\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let fds = [0, 1, 2, not_a_pipe.as_raw_fd()];
+    let sent = packd_api::fdpass::send_with_fds(s.as_fd(), request.as_bytes(), &fds).unwrap();
+    s.write_all(&request.as_bytes()[sent..]).unwrap();
+    // Read the answer (the connection stays open for the upgrade that does not come).
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = String::new();
+    let mut buf = [0u8; 4096];
+    while !answer.contains("pipe") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    let _ = s.flush();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("must be the write end of a pipe"),
+        "{answer}"
+    );
+}

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use packd_api::types::{RUN_PROTOCOL, RunControl, RunEvent, RunRequest};
+use std::os::fd::AsRawFd;
+
+use packd_api::types::{RUN_DEVMODE_HEADER, RUN_PROTOCOL, RunControl, RunEvent, RunRequest};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -60,33 +62,48 @@ async fn session(client: &Client, args: &RunArgs) -> anyhow::Result<i32> {
             }
         });
     }
-    // Our stdin, stdout and stderr travel with the request: the app gets them as they are.
-    let (stream, early) = client
+    // Our stdin, stdout and stderr travel with the request: the app gets them as they are. So
+    // does the write end of a pipe of ours: the sandbox writes the app's status to it the
+    // moment the app exits, sparing the detour through packd.
+    let (exit_r, exit_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot make a pipe")?;
+    let upgraded = client
         .upgrade(
             "/v2/run",
             RUN_PROTOCOL,
             serde_json::to_vec(&request)?,
-            &[0, 1, 2],
+            &[0, 1, 2, exit_w.as_raw_fd()],
         )
-        .await
-        .with_context(|| format!("cannot run {}", args.target))?;
+        .await;
+    // Only the sandbox holds the write end now: EOF when it is gone.
+    drop(exit_w);
+    let (stream, early, headers) =
+        upgraded.with_context(|| format!("cannot run {}", args.target))?;
+    if headers
+        .get(RUN_DEVMODE_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"true")
+    {
+        eprintln!(
+            "warning: {} is in devmode: its sandbox logs what it would deny instead of denying it",
+            args.target
+        );
+    }
+    let mut exit_pipe = Some(tokio::net::unix::pipe::Receiver::from_owned_fd(exit_r)?);
     let (read, mut write) = stream.into_split();
     let mut events = BufReader::new(std::io::Cursor::new(early).chain(read)).lines();
     loop {
         tokio::select! {
+            code = read_status(exit_pipe.as_mut()), if exit_pipe.is_some() => match code {
+                Some(code) => return Ok(code),
+                // The sandbox went without a word (it never started): packd says why.
+                None => exit_pipe = None,
+            },
             line = events.next_line() => {
                 let Some(line) = line? else {
                     anyhow::bail!("packd closed the connection before {} ended", args.target);
                 };
                 match serde_json::from_str::<RunEvent>(&line) {
-                    Ok(RunEvent::Started { devmode }) => {
-                        if devmode {
-                            eprintln!(
-                                "warning: {} is in devmode: its sandbox logs what it would deny instead of denying it",
-                                args.target
-                            );
-                        }
-                    }
+                    Ok(RunEvent::Started { .. }) => {}
                     Ok(RunEvent::Exit { code }) => return Ok(code),
                     Ok(RunEvent::Error { message, code }) => {
                         eprintln!("error: cannot run {}: {message}", args.target);
@@ -101,5 +118,16 @@ async fn session(client: &Client, args: &RunArgs) -> anyhow::Result<i32> {
                 write.write_all(&msg).await?;
             }
         }
+    }
+}
+
+/// The app's status from our exit pipe: four bytes, little-endian, in one write; `None` at EOF
+/// without them.
+async fn read_status(pipe: Option<&mut tokio::net::unix::pipe::Receiver>) -> Option<i32> {
+    let pipe = pipe?;
+    let mut buf = [0u8; 4];
+    match pipe.read_exact(&mut buf).await {
+        Ok(_) => Some(i32::from_le_bytes(buf)),
+        Err(_) => None,
     }
 }

@@ -117,7 +117,7 @@ impl PassedFds {
                 return PassedFds::default();
             }
             match stream.try_io(tokio::io::Interest::READABLE, || {
-                fdpass::peek_fds(stream.as_fd(), 3)
+                fdpass::peek_fds(stream.as_fd(), 4)
             }) {
                 Ok(fds) => return PassedFds(Arc::new(std::sync::Mutex::new(fds))),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,

@@ -11,7 +11,6 @@
 //!    client relays signals as [`RunControl`] messages. A client that goes away takes the app
 //!    with it.
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -24,7 +23,7 @@ use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 
 use super::response::{ApiError, ApiResult};
-use super::types::{RUN_PROTOCOL, RunControl, RunEvent, RunRequest};
+use super::types::{RUN_DEVMODE_HEADER, RUN_PROTOCOL, RunControl, RunEvent, RunRequest};
 use super::{PassedFds, Peer};
 use crate::daemon::Daemon;
 use crate::error::Error;
@@ -62,22 +61,35 @@ pub async fn run(
         gid: peer.gid,
         groups: peer.groups.clone(),
     };
-    // A few metadata reads and directory checks: quicker here than on a blocking thread.
-    let prepared = instance::prepare(&d, &target, inv)?;
-    let devmode = prepared.resolved.meta.confinement == packfmt::meta::Confinement::Devmode;
-    let label = format!("{}.{}", prepared.resolved.name, prepared.resolved.app);
-    // The terminal comes with the request: the app starts while the answer goes out.
-    let Ok([stdin, stdout, stderr]) = <[OwnedFd; 3]>::try_from(passed.take()) else {
+    // The terminal comes with the request (and, optionally, the caller's exit pipe): the app
+    // starts while the answer goes out.
+    let mut fds = passed.take().into_iter();
+    let (Some(stdin), Some(stdout), Some(stderr), caller_exit, None) =
+        (fds.next(), fds.next(), fds.next(), fds.next(), fds.next())
+    else {
         return Err(ApiError::bad_request(
-            "/v2/run needs the caller's stdin, stdout and stderr attached to the request \
-             (SCM_RIGHTS); use 'pack run'",
+            "/v2/run needs the caller's stdin, stdout and stderr (and optionally an exit pipe) \
+             attached to the request (SCM_RIGHTS); use 'pack run'",
         ));
     };
+    // Only a pipe: the sandbox's init writes four bytes to it, as root.
+    if let Some(fd) = &caller_exit
+        && !nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+    {
+        return Err(ApiError::bad_request(
+            "the fourth descriptor of /v2/run must be the write end of a pipe",
+        ));
+    }
     let stdio = Stdio3 {
         stdin,
         stdout,
         stderr,
+        caller_exit,
     };
+    // A few metadata reads and directory checks: quicker here than on a blocking thread.
+    let prepared = instance::prepare(&d, &target, inv)?;
+    let devmode = prepared.resolved.meta.confinement == packfmt::meta::Confinement::Devmode;
+    let label = format!("{}.{}", prepared.resolved.name, prepared.resolved.app);
     let starting = {
         let d = d.clone();
         tokio::spawn(async move { prepared.start(&d, stdio).await })
@@ -104,6 +116,8 @@ pub async fn run(
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::UPGRADE, RUN_PROTOCOL)
         .header(header::CONNECTION, "upgrade")
+        // Told now, so the caller can warn before the app's first output.
+        .header(RUN_DEVMODE_HEADER, if devmode { "true" } else { "false" })
         .body(Body::empty())
         .map_err(|e| Error::Internal(format!("cannot build the response: {e}")).into())
 }

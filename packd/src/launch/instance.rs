@@ -381,6 +381,7 @@ async fn spawn(
     let (status_r, status_w) = nix::unistd::pipe2(cloexec).map_err(|e| internal(e.to_string()))?;
     let (exit_r, exit_w) = nix::unistd::pipe2(cloexec).map_err(|e| internal(e.to_string()))?;
     let fds = vec![stdio.stdin, stdio.stdout, stdio.stderr, status_w, exit_w];
+    let caller_exit = stdio.caller_exit;
     let net = if spec.namespaces.net {
         let ns = d
             .networks
@@ -405,26 +406,23 @@ async fn spawn(
                 .iter()
                 .chain(&template_ns)
                 .chain(&net)
+                .chain(&caller_exit)
                 .map(AsRawFd::as_raw_fd)
                 .collect();
-            slot.hand_over(spec, &raw, template, net.is_some())
+            slot.hand_over(spec, &raw, template, (net.is_some(), caller_exit.is_some()))
         }
         None => Err(spec),
     };
     let (started, slot_sock) = match handed {
         Ok((started, sock)) => {
             // The slot has its copies; ours must go, or the status pipe never reaches EOF.
-            drop((fds, template_ns, net));
+            drop((fds, template_ns, net, caller_exit));
             (started, Some(sock))
         }
         Err(spec) => {
-            let has_net = net.is_some();
-            let fds = fds.into_iter().chain(net).collect();
-            let started = d
-                .zygote
-                .launch(spec, fds, has_net)
-                .await
-                .map_err(internal)?;
+            let flags = (net.is_some(), caller_exit.is_some());
+            let fds = fds.into_iter().chain(net).chain(caller_exit).collect();
+            let started = d.zygote.launch(spec, fds, flags).await.map_err(internal)?;
             (started, None)
         }
     };
@@ -453,9 +451,11 @@ async fn spawn(
     }
 }
 
-/// The app's standard input, output and error.
+/// The app's standard input, output and error, and the caller's own exit pipe when it sent
+/// one (`pack run`: the app's status reaches it straight from the sandbox).
 pub struct Stdio3 {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    pub caller_exit: Option<OwnedFd>,
 }

@@ -44,7 +44,7 @@ impl Slot {
         spec: SandboxSpec,
         fds: &[RawFd],
         template: Template,
-        net: bool,
+        (net, caller_exit): (bool, bool),
     ) -> Result<(Started, OwnedFd), SandboxSpec> {
         if Frame::of(&spec) != self.frame {
             return Err(spec);
@@ -53,6 +53,7 @@ impl Slot {
             spec: Box::new(spec),
             template,
             net,
+            caller_exit,
         };
         // The slot's socket is blocking and empty: one packet of a few KiB never waits.
         match send(self.sock.as_fd(), &msg, fds) {
@@ -97,7 +98,8 @@ enum Outgoing {
     Launch {
         spec: Box<SandboxSpec>,
         fds: Vec<OwnedFd>,
-        net: bool,
+        /// The pack's network namespace, the caller's exit pipe (both last, in that order).
+        extras: (bool, bool),
         reply: oneshot::Sender<Result<(Started, Vec<OwnedFd>), String>>,
     },
     Prepare {
@@ -122,18 +124,18 @@ impl Zygote {
     }
 
     /// Asks the zygote to start `spec` with `fds` (stdin, stdout, stderr, status pipe, exit
-    /// pipe, and the pack's network namespace when `net`).
+    /// pipe, then the pack's network namespace and the caller's exit pipe as `extras` say).
     pub async fn launch(
         &self,
         spec: SandboxSpec,
         fds: Vec<OwnedFd>,
-        net: bool,
+        extras: (bool, bool),
     ) -> Result<Started, String> {
         let (reply, rx) = oneshot::channel();
         self.send(Outgoing::Launch {
             spec: Box::new(spec),
             fds,
-            net,
+            extras,
             reply,
         })
         .await?;
@@ -222,7 +224,9 @@ async fn run(
                 next_id += 1;
                 let id = next_id;
                 let (request, fds, reply) = match out {
-                    Outgoing::Launch { spec, fds, net, reply } => (Request::Launch { id, spec, net }, fds, reply),
+                    Outgoing::Launch { spec, fds, extras: (net, caller_exit), reply } => {
+                        (Request::Launch { id, spec, net, caller_exit }, fds, reply)
+                    }
                     Outgoing::Prepare { frame, reply } => (Request::Prepare { id, frame }, Vec::new(), reply),
                 };
                 let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();

@@ -754,6 +754,7 @@ fn output_pipe(
             stdin: null.into(),
             stdout: w,
             stderr,
+            caller_exit: None,
         },
         pump,
     ))
