@@ -179,7 +179,7 @@ impl Daemon {
     /// Starts the enabled services of every installed pack (as at boot), in the background:
     /// packs one after another, each in its dependency order. A pack with a change under way
     /// is left to the change.
-    fn start_services_at_boot(self: &Arc<Self>) {
+    pub(crate) fn start_services_at_boot(self: &Arc<Self>) {
         let packs: Vec<String> = self.store.read(|s| s.packs.keys().cloned().collect());
         let me = self.clone();
         tokio::spawn(async move {

@@ -495,6 +495,17 @@ fn shutdown_asks_packd_for_a_reboot_and_nothing_else() {
     env.start();
     env.install_base();
     install_api_client(&env, "sd", "plugs:\n  shutdown:\n");
+    // A service, to see it stopped before the system goes down.
+    let dir = write_pack_dir(
+        env.dir.path(),
+        "daemon",
+        "name: daemon\nversion: '1'\nbase: busybox\napps:\n  svc:\n    command: bin/svc\n    daemon: simple\n",
+        &[("bin/svc", "#!/bin/sh\nexec sleep 1000\n")],
+    );
+    env.install(&env.build(&dir));
+    let service_state =
+        || json(&env.pack(["services", "--json", "daemon"]).ok())[0]["active"].clone();
+    assert_eq!(service_state(), "active");
     env.pack(["run", "sd.api", "GET", "/v2/packs"]).fails(3);
     env.pack(["connect", "sd:shutdown"]).ok();
 
@@ -505,6 +516,7 @@ fn shutdown_asks_packd_for_a_reboot_and_nothing_else() {
     );
     assert_eq!(status, "200", "{body}");
     assert_eq!(fs::read_to_string(&actions).unwrap(), "reboot\n");
+    assert_eq!(service_state(), "inactive");
     // Nothing else answers on that socket.
     let (status, body) = api_answer(&env.pack(["run", "sd.api", "GET", "/v2/packs"]).ok());
     assert_eq!(status, "403", "{body}");

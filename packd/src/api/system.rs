@@ -35,7 +35,8 @@ pub async fn action(
         None => format!("uid {}", peer.uid),
     };
     tracing::warn!(action = arg, by = %who, "system action requested");
-    // packd has no services of its own to stop yet; the command takes the system down.
+    // Services stop first, gracefully (stop-command, SIGTERM), before the system goes down.
+    d.services.stop_all().await;
     let mut cmd = match &d.config.system_command {
         Some(c) => {
             let mut cmd = tokio::process::Command::new(c);
@@ -45,6 +46,10 @@ pub async fn action(
         None => tokio::process::Command::new(default),
     };
     let status = cmd.stdin(std::process::Stdio::null()).status().await;
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        // Still up: the services come back.
+        d.start_services_at_boot();
+    }
     match status {
         Ok(s) if s.success() => Ok(sync(serde_json::json!({ "action": arg }))),
         Ok(s) => Err(ApiError::new(
