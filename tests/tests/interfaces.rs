@@ -577,3 +577,30 @@ fn shutdown_asks_packd_for_a_reboot_and_nothing_else() {
     assert_eq!(host_probe(false).0, "200");
     assert_eq!(fs::read_to_string(&actions).unwrap(), "reboot\npower-off\n");
 }
+
+#[test]
+fn system_observe_shows_the_host_processes_only_while_connected() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    install_app(&env, "watch", "plugs:\n  system-observe:\n");
+    let me = std::process::id();
+    let sees_me = || {
+        sh(
+            &env,
+            "watch",
+            &format!("test -d /proc/{me} && echo yes || echo no"),
+        )
+        .ok()
+        .trim()
+            == "yes"
+    };
+    // Its own pid namespace: the test process is not there.
+    assert!(!sees_me());
+    env.pack(["connect", "watch:system-observe"]).ok();
+    assert!(sees_me());
+    // Seeing is not touching: signals to a host process stay denied.
+    sh(&env, "watch", &format!("kill -0 {me}")).fails(1);
+    env.pack(["disconnect", "watch:system-observe"]).ok();
+    assert!(!sees_me());
+}
