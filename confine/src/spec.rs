@@ -155,6 +155,17 @@ pub enum MountOp {
         target: PathBuf,
         readonly: bool,
     },
+    /// A bind mount of the host directory `base/rel` onto a directory, `rel` resolved under
+    /// `base` without following any symlink (`openat2` with `RESOLVE_BENEATH |
+    /// RESOLVE_NO_SYMLINKS`), and bound from that descriptor: for sources that someone else
+    /// can write to (another pack's data), which could otherwise swap a directory for a
+    /// symlink between a check and the bind.
+    BindBeneath {
+        base: PathBuf,
+        rel: PathBuf,
+        target: PathBuf,
+        readonly: bool,
+    },
     /// A bind mount of one host device node onto an empty file.
     Device { source: PathBuf, target: PathBuf },
     /// A new proc instance (it reflects the sandbox's pid namespace).
@@ -185,6 +196,7 @@ impl MountOp {
         match self {
             MountOp::Tmpfs { target, .. }
             | MountOp::Bind { target, .. }
+            | MountOp::BindBeneath { target, .. }
             | MountOp::Device { target, .. }
             | MountOp::Proc { target }
             | MountOp::Sysfs { target }
@@ -202,7 +214,7 @@ impl MountOp {
     pub fn describe(&self) -> String {
         let kind = match self {
             MountOp::Tmpfs { .. } => "tmpfs",
-            MountOp::Bind { .. } => "bind",
+            MountOp::Bind { .. } | MountOp::BindBeneath { .. } => "bind",
             MountOp::Device { .. } => "device",
             MountOp::Proc { .. } => "proc",
             MountOp::Sysfs { .. } => "sysfs",

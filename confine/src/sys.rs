@@ -39,6 +39,9 @@ pub trait Sys {
     fn lstat(&self, path: &Path) -> io::Result<Option<Kind>>;
     /// Makes `new_root` the root of the mount namespace and detaches the old one.
     fn pivot_root(&self, new_root: &Path) -> io::Result<()>;
+    /// Bind-mounts the directory `base/rel` on `target`, `rel` resolved beneath `base` with no
+    /// symlink followed anywhere, and bound from the descriptor that resolution gave.
+    fn bind_beneath(&self, base: &Path, rel: &Path, target: &Path) -> io::Result<()>;
     /// A detached copy of the mount at `source` (`open_tree(OPEN_TREE_CLONE)`, not following
     /// a symlink there), and what `source` is, to attach in another mount namespace later.
     fn clone_tree(&self, source: &Path) -> io::Result<(std::os::fd::OwnedFd, Kind)>;
@@ -163,6 +166,40 @@ impl Sys for LinuxSys {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn bind_beneath(&self, base: &Path, rel: &Path, target: &Path) -> io::Result<()> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let dir = std::fs::File::open(base)?;
+        let c = cpath(rel)?;
+        // SAFETY: open_how is plain data; all-zero is a valid value.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+        // SAFETY: openat2 with a valid directory, path and open_how of the right size.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        nix::mount::mount(
+            Some(&via),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(io::Error::from)
     }
 
     fn clone_tree(&self, source: &Path) -> io::Result<(std::os::fd::OwnedFd, Kind)> {
@@ -352,6 +389,15 @@ pub mod fake {
         }
         fn pivot_root(&self, new_root: &Path) -> io::Result<()> {
             self.record(format!("pivot_root {}", new_root.display()));
+            Ok(())
+        }
+        fn bind_beneath(&self, base: &Path, rel: &Path, target: &Path) -> io::Result<()> {
+            self.record(format!(
+                "bind_beneath {} {} {}",
+                base.display(),
+                rel.display(),
+                target.display()
+            ));
             Ok(())
         }
         fn clone_tree(&self, source: &Path) -> io::Result<(std::os::fd::OwnedFd, Kind)> {

@@ -604,3 +604,27 @@ fn system_observe_shows_the_host_processes_only_while_connected() {
     env.pack(["disconnect", "watch:system-observe"]).ok();
     assert!(!sees_me());
 }
+
+#[test]
+fn a_content_provider_cannot_redirect_the_bind_with_a_symlink() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    install_app(
+        &env,
+        "sneaky",
+        "slots:\n  share:\n    interface: content\n    write: [$PACK_COMMON/link/etc]\n",
+    );
+    // The provider (root in its sandbox) plants a symlink to the host's /etc on the path.
+    sh(&env, "sneaky", "ln -s / $PACK_COMMON/link").ok();
+    install_app(
+        &env,
+        "victim",
+        "plugs:\n  share:\n    interface: content\n    target: $PACK_DATA/in\n    default-provider: sneaky\n",
+    );
+    let before = fs::read_dir("/etc").unwrap().count();
+    let err = sh(&env, "victim", "ls $PACK_DATA/in").fails(125);
+    assert!(err.contains("var/pack/sneaky/common/link"), "{err}");
+    // Nothing was made through it, and the consumer saw nothing of the host.
+    assert_eq!(fs::read_dir("/etc").unwrap().count(), before);
+}

@@ -166,6 +166,20 @@ fn apply_one(sys: &dyn Sys, root: &Path, op: &MountOp) -> io::Result<()> {
             };
             bind(sys, source, &at, *readonly)
         }
+        MountOp::BindBeneath {
+            base,
+            rel,
+            target,
+            readonly,
+        } => {
+            let at = resolve_dir(sys, root, target)?;
+            sys.bind_beneath(base, rel, &at)?;
+            let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | NOSUID_NODEV;
+            if *readonly {
+                flags |= MsFlags::MS_RDONLY;
+            }
+            sys.mount(None, &at, None, flags, None)
+        }
         MountOp::Device { source, target } => {
             let at = resolve_new(sys, root, target)?;
             if sys.lstat(&at)?.is_none() {
@@ -493,6 +507,27 @@ mod tests {
         assert!(at("touch /run/packd.socket") < at("attach_tree /run/packd.socket"));
         assert!(
             calls.last().unwrap().contains("MS_NOSUID | MS_NODEV"),
+            "{calls:?}"
+        );
+    }
+
+    #[test]
+    fn binds_beneath_resolve_their_source_without_symlinks_and_are_hardened() {
+        let sys = RecordingSys::with_dirs(&["/r", "/r/in"]);
+        let op = MountOp::BindBeneath {
+            base: "/host/var/pack".into(),
+            rel: "prov/common/out".into(),
+            target: "/in".into(),
+            readonly: true,
+        };
+        apply(&sys, Path::new("/r"), &[op]).unwrap();
+        let calls = sys.calls.borrow();
+        assert_eq!(
+            calls[0],
+            "bind_beneath /host/var/pack prov/common/out /r/in"
+        );
+        assert!(
+            calls[1].contains("MS_RDONLY") && calls[1].contains("MS_NOSUID"),
             "{calls:?}"
         );
     }

@@ -54,22 +54,24 @@ pub fn resolve(root: &Path, base: &Path, grants: Grants, uid: u32) -> Result<Gra
         });
     }
     for b in &grants.binds {
-        if b.create_source {
-            // A content provider's directory under its data (`var/pack/PROVIDER/…`): made
-            // empty when missing, like the data directories around it, so the consumer's
-            // launch need not wait for the provider's app to make it. The provider can write
-            // there: a symlink anywhere below `var/pack` is refused, not followed (it could
-            // point the consumer's writable bind at the host). The bind itself happens
-            // moments later; a swap in between is a known limitation.
-            let data = root.join("var/pack");
+        // A content provider's directory under its data (`var/pack/PROVIDER/…`), which the
+        // provider can write to: relative to `var/pack`, never through a symlink.
+        let data = root.join("var/pack");
+        let beneath = if b.create_source {
             let rel = b.source.strip_prefix(&data).map_err(|_| {
                 Error::Internal(format!(
                     "a content source outside the packs' data: {}",
                     b.source.display()
                 ))
             })?;
+            // Made empty when missing, like the data directories around it, so the consumer's
+            // launch need not wait for the provider's app to make it; a symlink on the way is
+            // refused, not followed (it could point the consumer's writable bind at the host).
             crate::fsutil::ensure_dir_beneath(&data, rel, 0o755).ctx("create", &b.source)?;
-        }
+            Some(rel.to_path_buf())
+        } else {
+            None
+        };
         let source_there = b.source.exists();
         let target_there = b.create_target
             || b.target.starts_with("/var/pack")
@@ -96,10 +98,20 @@ pub fn resolve(root: &Path, base: &Path, grants: Grants, uid: u32) -> Result<Gra
                 mode: 0o755,
             });
         }
-        out.mounts.push(MountOp::Bind {
-            source: b.source.clone(),
-            target: b.target.clone(),
-            readonly: b.readonly,
+        // The bind resolves the path again, in the sandbox's init: beneath `var/pack` with no
+        // symlink followed there either, so a swap after the check above gains nothing.
+        out.mounts.push(match beneath {
+            Some(rel) => MountOp::BindBeneath {
+                base: data,
+                rel,
+                target: b.target.clone(),
+                readonly: b.readonly,
+            },
+            None => MountOp::Bind {
+                source: b.source.clone(),
+                target: b.target.clone(),
+                readonly: b.readonly,
+            },
         });
     }
     if grants.home {

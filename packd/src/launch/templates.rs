@@ -28,12 +28,13 @@ impl MountTemplates {
     /// launch then builds its file system privately, and reports the real problem).
     pub fn key(spec: &SandboxSpec) -> Option<Vec<u8>> {
         let sources = spec.mounts.iter().filter_map(|op| match op {
-            MountOp::Bind { source, .. } | MountOp::Device { source, .. } => Some(source.as_path()),
+            MountOp::Bind { source, .. } | MountOp::Device { source, .. } => Some(source.clone()),
+            MountOp::BindBeneath { base, rel, .. } => Some(base.join(rel)),
             _ => None,
         });
         let mut identities = Vec::new();
-        for path in std::iter::once(spec.root.as_path()).chain(sources) {
-            identities.push(identity(path)?);
+        for path in std::iter::once(spec.root.clone()).chain(sources) {
+            identities.push(identity(&path)?);
         }
         serde_json::to_vec(&(&spec.root, &spec.mounts, &spec.namespaces, identities)).ok()
     }
