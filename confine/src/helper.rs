@@ -227,12 +227,13 @@ fn init(frame: &Frame, source: Source<'_>, saved_mask: &libc::sigset_t) -> i32 {
         .and_then(|()| enter_network(frame, net))
         .and_then(|()| build(spec, mounting, &mut status, saved_mask));
     match result {
-        Ok((code, rest)) => {
-            exit.send(code);
-            match rest {
+        Ok(built) => {
+            exit.send(built.code, built.execed);
+            if built.outlive {
                 // The command forked and left: the sandbox lasts as long as its processes.
-                Some(first) => signals::relay_until_empty(first),
-                None => code,
+                signals::relay_until_empty(None)
+            } else {
+                built.code
             }
         }
         Err(e) => {
@@ -427,25 +428,31 @@ pub fn close_range(first: u32, last: u32) {
 /// Where the init writes the app's exit status.
 /// Where the app's status goes the moment it exits: the daemon's exit pipe, and the caller's
 /// when it sent one.
-struct ExitPipe(Vec<File>);
+struct ExitPipe {
+    daemon: Option<File>,
+    caller: Option<File>,
+}
 
 impl ExitPipe {
     fn take() -> ExitPipe {
-        let mut pipes = Vec::new();
-        for fd in [EXIT_FD, CALLER_EXIT_FD] {
+        let take = |fd: i32| {
             // SAFETY: fcntl on any integer is harmless; it tells whether the descriptor is
             // open (and keeps it from the app's exec).
-            if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } >= 0 {
+            (unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } >= 0)
                 // SAFETY: open (checked above) and ours by the protocol.
-                pipes.push(unsafe { File::from_raw_fd(fd) });
-            }
+                .then(|| unsafe { File::from_raw_fd(fd) })
+        };
+        ExitPipe {
+            daemon: take(EXIT_FD),
+            caller: take(CALLER_EXIT_FD),
         }
-        ExitPipe(pipes)
     }
 
-    /// Four bytes, little-endian: one atomic pipe write each.
-    fn send(mut self, code: i32) {
-        for f in &mut self.0 {
+    /// Four bytes, little-endian, in one atomic pipe write. The caller gets them only for an
+    /// app that ran: when it never got to its exec, the daemon tells the caller why instead.
+    fn send(self, code: i32, execed: bool) {
+        let caller = self.caller.filter(|_| execed);
+        for mut f in self.daemon.into_iter().chain(caller) {
             let _ = f.write_all(&code.to_le_bytes());
         }
     }
@@ -474,15 +481,14 @@ struct Prepared {
     seccomp: Option<Profile>,
 }
 
-/// Build the file system (or copy a template of it), fork the app, forward signals, reap; the
-/// app's status, and for [`crate::spec::Process::outlive_command`] the signal the init got
-/// and did not forward yet, when the sandbox is to stay (see [`signals::relay_until_empty`]).
+/// Build the file system (or copy a template of it), fork the app, forward signals, reap; how
+/// the app ended.
 fn build(
     spec: &SandboxSpec,
     mounting: Mounting,
     status: &mut StatusPipe,
     saved_mask: &libc::sigset_t,
-) -> Result<(i32, Option<Option<i32>>), StepError> {
+) -> Result<Built, StepError> {
     let seccomp = match &spec.seccomp {
         Some(s) => Some(
             Profile::read(&s.profile).map_err(|e| StepError::msg(Step::Seccomp, e.to_string()))?,
@@ -531,9 +537,14 @@ fn build(
     if spec.namespaces.uts {
         nix::unistd::sethostname(&spec.hostname).map_err(|e| StepError::nix(Step::Hostname, e))?;
     }
+    // Whether the app got as far as its exec: the child writes a byte here when it did not
+    // (close-on-exec, so a successful exec just closes it).
+    let (failed_r, failed_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| StepError::nix(Step::Fork, e))?;
     // SAFETY: single-threaded, as above.
     match unsafe { nix::unistd::fork() }.map_err(|e| StepError::nix(Step::Fork, e))? {
         nix::unistd::ForkResult::Child => {
+            drop(failed_r);
             let err = exec_app(spec, &prepared, status);
             let code = match err.errno {
                 Some(libc::ENOENT) if matches!(err.step, Step::Exec(_)) => EXIT_NOT_FOUND,
@@ -541,15 +552,34 @@ fn build(
                 _ => EXIT_SETUP_FAILED,
             };
             status.report(&err);
+            let _ = nix::unistd::write(&failed_w, &[1]);
             // SAFETY: leaving the forked child.
             unsafe { libc::_exit(code) }
         }
         nix::unistd::ForkResult::Parent { child } => {
             status.close();
+            drop(failed_w);
             let code = signals::relay_until_exit(child.as_raw());
-            Ok((code, spec.process.outlive_command.then_some(None)))
+            // The child is gone: a byte, or end of file if it had exec'd.
+            let mut byte = [0u8; 1];
+            let execed = matches!(nix::unistd::read(&failed_r, &mut byte), Ok(0));
+            Ok(Built {
+                code,
+                execed,
+                outlive: spec.process.outlive_command,
+            })
         }
     }
+}
+
+/// How the app of a built sandbox ended.
+struct Built {
+    /// Its status.
+    code: i32,
+    /// Whether it got as far as its exec (its status is then the app's own, for the caller).
+    execed: bool,
+    /// The sandbox stays while what the command left runs (a `forking` service).
+    outlive: bool,
 }
 
 /// The new root: private mounts, the base bound read-only, `mounts` on it, then pivot.

@@ -274,3 +274,26 @@ fn a_run_request_with_a_bad_exit_descriptor_is_refused() {
         "{answer}"
     );
 }
+
+/// An app whose command is not in its base: `pack run` exits 127 with one clear error (the
+/// status comes from packd then, not straight from the sandbox, so the message is not lost).
+#[test]
+fn an_app_whose_command_is_missing_says_so() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    let dir = packd_tests::write_pack_dir(
+        env.dir.path(),
+        "ghost",
+        "name: ghost\nversion: '1'\nbase: busybox\napps:\n  ghost:\n    command: /bin/no-such-tool\n",
+        &[],
+    );
+    env.install(&env.build(&dir));
+    for _ in 0..5 {
+        let err = env.pack(["run", "ghost"]).fails(127);
+        assert!(
+            err.starts_with("error: cannot run ghost") && err.contains("/bin/no-such-tool"),
+            "{err}"
+        );
+    }
+}
