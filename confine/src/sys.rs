@@ -56,6 +56,21 @@ fn cpath(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// Bind-mounts what the open descriptor `fd` names on `target` (through its /proc/self/fd
+/// link, which names that very file, whatever its path has become since).
+fn bind_fd(fd: &std::os::fd::OwnedFd, target: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    nix::mount::mount(
+        Some(&via),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(io::Error::from)
+}
+
 impl Sys for LinuxSys {
     fn mount(
         &self,
@@ -73,7 +88,7 @@ impl Sys for LinuxSys {
     }
 
     fn bind(&self, source: &Path, target: &Path) -> io::Result<()> {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::fd::{FromRawFd, OwnedFd};
         let c = cpath(source)?;
         // SAFETY: valid path; the descriptor is owned below.
         let fd = unsafe {
@@ -98,15 +113,7 @@ impl Sys for LinuxSys {
                 ),
             ));
         }
-        let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        nix::mount::mount(
-            Some(&via),
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(io::Error::from)
+        bind_fd(&fd, target)
     }
 
     fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()> {
@@ -191,15 +198,7 @@ impl Sys for LinuxSys {
         }
         // SAFETY: a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        nix::mount::mount(
-            Some(&via),
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(io::Error::from)
+        bind_fd(&fd, target)
     }
 
     fn clone_tree(&self, source: &Path) -> io::Result<(std::os::fd::OwnedFd, Kind)> {
