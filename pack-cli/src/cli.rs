@@ -62,12 +62,16 @@ pub enum Command {
         #[command(subcommand)]
         command: BaseCommand,
     },
-    /// Install a package file.
+    /// Install a package file, or refresh an installed pack to it.
     ///
     /// Local files carry no store signature, so they need --dangerous. Installing a file of a
-    /// pack that is already installed makes a new local revision (x1, x2, ...).
+    /// pack that is already installed is a refresh to a new local revision (x1, x2, ...): its
+    /// services stop, its data is copied to the new revision, the new services must stay up
+    /// through the health window (pack get system refresh.health-window), and any failure
+    /// puts the previous revision back, with its data as it was.
     Install(InstallArgs),
-    /// Remove a pack: its apps, every revision and all of its data.
+    /// Remove a pack: its services stopped, its remove hook run, its connections undone, its
+    /// apps, every revision and all of its data removed (with --purge, its logs too).
     Remove(RemoveArgs),
     /// List installed packs.
     List(ListArgs),
@@ -113,7 +117,8 @@ pub enum Command {
     Stop(ServiceArgs),
     /// Restart services (root).
     Restart(ServiceArgs),
-    /// Show the output of services: the last lines, or with -f new lines as they come.
+    /// Show the output of services and hooks (root): the last lines, or with -f new lines as
+    /// they come.
     Logs(LogsArgs),
     /// List changes: what packd did and is doing (install, remove, connect, start, ...).
     Changes(JsonArgs),
