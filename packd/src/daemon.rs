@@ -115,6 +115,9 @@ impl Daemon {
             networks: networks.clone(),
         };
         clean_uploads(&paths, &store);
+        if let Err(e) = crate::services::logs::secure(paths.root()) {
+            tracing::warn!(error = %e, "cannot make the service logs root's alone");
+        }
         // Sockets of a previous run: each is made again when an app that may use it starts.
         let _ = fsutil::remove_tree_if_exists(&paths.pack_sockets_dir());
         let (wanted, active) =

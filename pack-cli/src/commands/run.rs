@@ -115,7 +115,9 @@ async fn session(client: &Client, args: &RunArgs) -> anyhow::Result<i32> {
             Some(sig) = signals.recv() => {
                 let mut msg = serde_json::to_vec(&RunControl::Signal { signal: sig })?;
                 msg.push(b'\n');
-                write.write_all(&msg).await?;
+                // packd may be done with us already (the app has exited): its status is
+                // still on its way, so a signal that cannot be sent is no error.
+                let _ = write.write_all(&msg).await;
             }
         }
     }

@@ -35,32 +35,35 @@ pub async fn action(
         None => format!("uid {}", peer.uid),
     };
     tracing::warn!(action = arg, by = %who, "system action requested");
-    // Services stop first, gracefully (stop-command, SIGTERM), before the system goes down.
-    d.services.stop_all().await;
-    let mut cmd = match &d.config.system_command {
-        Some(c) => {
-            let mut cmd = tokio::process::Command::new(c);
-            cmd.arg(arg);
-            cmd
+    // On its own task: the request may come from a service, whose connection goes when the
+    // services stop; the reboot must not go with it.
+    let command = d.config.system_command.clone();
+    let d = d.clone();
+    tokio::spawn(async move {
+        // Services stop first, gracefully (stop-command, SIGTERM), before the system goes
+        // down; what ran comes back if it does not.
+        let ran = d.services.stop_all().await;
+        let mut cmd = match &command {
+            Some(c) => {
+                let mut cmd = tokio::process::Command::new(c);
+                cmd.arg(arg);
+                cmd
+            }
+            None => tokio::process::Command::new(default),
+        };
+        let status = cmd.stdin(std::process::Stdio::null()).status().await;
+        let failure = match status {
+            Ok(s) if s.success() => return,
+            Ok(s) => format!("the {arg} command failed ({s})"),
+            Err(e) => format!("cannot run the {arg} command: {e}"),
+        };
+        tracing::error!(error = %failure, "system action failed; starting the services again");
+        d.services.resume();
+        for (pack, apps) in ran {
+            if let Err(e) = d.services.start(&pack, Some(&apps)).await {
+                tracing::error!(pack, error = %e, "cannot start a service again");
+            }
         }
-        None => tokio::process::Command::new(default),
-    };
-    let status = cmd.stdin(std::process::Stdio::null()).status().await;
-    if !status.as_ref().is_ok_and(|s| s.success()) {
-        // Still up: the services come back.
-        d.start_services_at_boot();
-    }
-    match status {
-        Ok(s) if s.success() => Ok(sync(serde_json::json!({ "action": arg }))),
-        Ok(s) => Err(ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "system-action-failed",
-            format!("the {arg} command failed ({s}); see packd's log"),
-        )),
-        Err(e) => Err(ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "system-action-failed",
-            format!("cannot run the {arg} command: {e}"),
-        )),
-    }
+    });
+    Ok(sync(serde_json::json!({ "action": arg })))
 }

@@ -188,15 +188,14 @@ impl Prepared {
             }
             return Err(fail(e));
         }
+        // Registered by the cgroup's whole path (`packd/…/sandbox.N`): only root makes
+        // cgroups there, so nobody can name one of theirs like it.
         let registered = cgroup.as_ref().and_then(|cg| {
-            let name = cg
-                .dirs()
-                .first()?
-                .file_name()?
-                .to_string_lossy()
-                .into_owned();
-            d.sandboxes.insert(&name, &r.name);
-            Some((d.sandboxes.clone(), name))
+            let name = cg.dirs().first()?.file_name()?.to_owned();
+            let path = d.cgroup_parent.join(name).to_string_lossy().into_owned();
+            let path = path.trim_start_matches('/').to_string();
+            d.sandboxes.insert(&path, &r.name);
+            Some((d.sandboxes.clone(), path))
         });
         let mut running = Running {
             pidfd: None,

@@ -1,4 +1,5 @@
-//! Which pack each running sandbox belongs to, by the name of its cgroup (`sandbox.N`): the
+//! Which pack each running sandbox belongs to, by its cgroup's whole path relative to the
+//! hierarchies' root (`packd/…/sandbox.N`, a place only root can make cgroups in): the
 //! API uses it to check that a request on a pack's own socket comes from one of that pack's
 //! sandboxes, not from a host user who reached the socket some other way (for example through
 //! `/proc/PID/root` of an app they started).
@@ -22,13 +23,13 @@ impl Sandboxes {
         self.map().remove(cgroup);
     }
 
-    /// The pack whose sandbox process `pid` is in, from `/proc/PID/cgroup`.
+    /// The pack whose sandbox process `pid` is in, from `/proc/PID/cgroup` (read from the
+    /// root cgroup namespace: whole paths), matched exactly.
     pub fn pack_of(&self, pid: i32) -> Option<String> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
         let map = self.map();
         text.lines()
-            .filter_map(|l| l.rsplit(':').next())
-            .filter_map(|path| path.rsplit('/').next())
-            .find_map(|name| map.get(name).cloned())
+            .filter_map(|l| l.splitn(3, ':').nth(2))
+            .find_map(|path| map.get(path.trim_start_matches('/')).cloned())
     }
 }

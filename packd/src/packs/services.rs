@@ -127,7 +127,7 @@ impl PackManager {
         }
         self.runtime.block_on(async {
             tokio::select! {
-                started = self.services.start(&name, Some(&to_start)) => started,
+                started = self.services.start_all_or_none(&name, Some(&to_start)) => started,
                 () = ctx.aborted() => {
                     // Whatever got started before the abort goes again.
                     let _ = self.services.stop(&name, Some(&to_start)).await;

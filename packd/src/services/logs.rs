@@ -52,16 +52,33 @@ fn timestamp() -> String {
     humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
 }
 
+/// Makes the log directory root's alone (0700, files 0600), whatever an older packd left:
+/// services print secrets. Run at daemon start.
+pub fn secure(root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = root.join("var/log/packd");
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    crate::fsutil::ensure_dir(&dir, 0o700)?;
+    for e in std::fs::read_dir(&dir)?.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 /// Appends to a log, made root-only (0600 in a 0700 directory): services print secrets.
 fn append(path: &Path, entry: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent()
         && !dir.is_dir()
     {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        crate::fsutil::ensure_dir(dir, 0o700)?;
     }
     if std::fs::metadata(path).is_ok_and(|m| m.len() >= ROTATE_AT) {
         std::fs::rename(path, rotated(path))?;

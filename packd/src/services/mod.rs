@@ -33,8 +33,9 @@ use crate::launch::{AppRef, Invocation, ServiceLaunch};
 pub const RESTART_DELAY: Duration = Duration::from_millis(100);
 /// Default `stop-timeout`.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a `notify` service may take to send `READY=1`.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a service may take to count as started (systemd's default): `READY=1` from a
+/// `notify` one, the command's exit for `oneshot` and `forking`.
+pub const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// At most this many starts within [`START_WINDOW`]…
 pub const START_LIMIT: usize = 5;
 /// …or the service is marked failed.
@@ -84,6 +85,8 @@ pub struct Services {
     /// One lock per pack: starts, stops and restarts of a pack's services never interleave
     /// (the engine's tasks, boot, connection changes).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Set by [`Services::stop_all`]: nothing starts until [`Services::resume`].
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Services {
@@ -153,44 +156,68 @@ impl Services {
 
     /// Starts `pack`'s services `apps` (all of them when `None`) in dependency order and waits
     /// until each has started. A service already running the current revision is left alone;
-    /// one running another revision is replaced. When one cannot start, those this call
-    /// started are stopped again and the failure is the error.
+    /// one running another revision is replaced. One that cannot start does not keep the
+    /// others from starting; the first failure is the error.
     pub async fn start(&self, pack: &str, apps: Option<&[String]>) -> Result<()> {
-        self.start_if(pack, apps, || true).await
+        self.start_with(pack, apps, false, || true).await
     }
 
-    /// [`Self::start`], if `still()` holds once the pack's lock is held (for boot, which must
-    /// leave a pack to a change that started meanwhile).
+    /// [`Self::start`], all or none: when one cannot start, those this call started are
+    /// stopped again (for a change, whose undo then finds things as they were).
+    pub async fn start_all_or_none(&self, pack: &str, apps: Option<&[String]>) -> Result<()> {
+        self.start_with(pack, apps, true, || true).await
+    }
+
+    /// [`Self::start`] of those for which `still()` holds when their turn comes, under the
+    /// pack's lock (for boot, which must leave a pack to a change that started meanwhile).
     pub async fn start_if(
         &self,
         pack: &str,
         apps: Option<&[String]>,
-        still: impl FnOnce() -> bool,
+        still: impl Fn() -> bool,
     ) -> Result<()> {
-        let lock = self.lock_for(pack);
-        let _held = lock.lock().await;
-        if !still() {
-            return Ok(());
-        }
-        self.start_locked(pack, apps).await
+        self.start_with(pack, apps, false, still).await
     }
 
-    async fn start_locked(&self, pack: &str, apps: Option<&[String]>) -> Result<()> {
+    /// Each service is launched under the pack's lock and waited for without it: a stop (of
+    /// the pack, or of everything) can still come in while a slow one starts, and ends that
+    /// start.
+    async fn start_with(
+        &self,
+        pack: &str,
+        apps: Option<&[String]>,
+        all_or_none: bool,
+        still: impl Fn() -> bool,
+    ) -> Result<()> {
         let d = self.daemon().await?;
+        let lock = self.lock_for(pack);
         let mut started: Vec<String> = Vec::new();
+        let mut failed = None;
         for app in ordered(&d, pack, apps)? {
-            match self.start_one(&d, pack, &app).await {
-                Ok(true) => started.push(app),
-                Ok(false) => {}
-                Err(e) => {
+            let waiting = {
+                let _held = lock.lock().await;
+                if self.stopping.load(std::sync::atomic::Ordering::SeqCst) || !still() {
+                    break;
+                }
+                self.launch_unit(&d, pack, &app).await?
+            };
+            let Some(started_rx) = waiting else {
+                continue;
+            };
+            match Self::wait_started(pack, &app, started_rx).await {
+                Ok(()) => started.push(app),
+                Err(e) if all_or_none => {
                     for a in started.iter().rev() {
-                        self.stop_one(pack, a).await;
+                        let _ = self.stop(pack, Some(std::slice::from_ref(a))).await;
                     }
                     return Err(e);
                 }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Stops `pack`'s services `apps` (all when `None`), in reverse dependency order.
@@ -213,41 +240,63 @@ impl Services {
     /// Restarts those of `pack`'s services that run now (after a connection change: their
     /// new permissions take effect).
     pub async fn restart_running(&self, pack: &str) -> Result<()> {
-        let lock = self.lock_for(pack);
-        let _held = lock.lock().await;
-        let running = self.running_apps(pack);
-        if running.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(pack, apps = ?running, "restarting services for their new permissions");
-        self.stop_locked(pack, Some(&running)).await?;
-        self.start_locked(pack, Some(&running)).await
-    }
-
-    /// Stops then starts `pack`'s services `apps`, under one hold of the pack's lock.
-    pub async fn restart(&self, pack: &str, apps: Option<&[String]>) -> Result<()> {
-        let lock = self.lock_for(pack);
-        let _held = lock.lock().await;
-        self.stop_locked(pack, apps).await?;
-        self.start_locked(pack, apps).await
-    }
-
-    /// Stops every service (the daemon is stopping).
-    pub async fn stop_all(&self) {
-        let units: Vec<Key> = self.units().keys().cloned().collect();
-        let mut packs: Vec<String> = units.iter().map(|(p, _)| p.clone()).collect();
-        packs.sort();
-        packs.dedup();
-        for pack in packs {
-            // In reverse dependency order when the pack is still known; then whatever is
-            // left (a failed service keeps its unit).
-            let lock = self.lock_for(&pack);
+        let running = {
+            let lock = self.lock_for(pack);
             let _held = lock.lock().await;
-            let _ = self.stop_locked(&pack, None).await;
-            for (p, a) in units.iter().filter(|(p, _)| *p == pack) {
-                self.stop_one(p, a).await;
+            let running = self.running_apps(pack);
+            if running.is_empty() {
+                return Ok(());
+            }
+            tracing::info!(pack, apps = ?running, "restarting services for their new permissions");
+            self.stop_locked(pack, Some(&running)).await?;
+            running
+        };
+        self.start(pack, Some(&running)).await
+    }
+
+    /// Stops then starts `pack`'s services `apps`.
+    pub async fn restart(&self, pack: &str, apps: Option<&[String]>) -> Result<()> {
+        self.stop(pack, apps).await?;
+        self.start(pack, apps).await
+    }
+
+    /// Stops every service, dependents first, and keeps any from starting until
+    /// [`Self::resume`] (the daemon is stopping, or the system going down). Returns what ran.
+    pub async fn stop_all(&self) -> Vec<(String, Vec<String>)> {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut ran: Vec<(String, Vec<String>)> = Vec::new();
+        // Until none is left: a start under way when this began may add one.
+        for _ in 0..10 {
+            let units: Vec<Key> = self.units().keys().cloned().collect();
+            if units.is_empty() {
+                break;
+            }
+            let mut packs: Vec<String> = units.iter().map(|(p, _)| p.clone()).collect();
+            packs.sort();
+            packs.dedup();
+            for pack in packs {
+                let running = self.running_apps(&pack);
+                if !running.is_empty() {
+                    ran.push((pack.clone(), running));
+                }
+                // In reverse dependency order when the pack is still known; then whatever is
+                // left (a failed service keeps its unit).
+                let lock = self.lock_for(&pack);
+                let _held = lock.lock().await;
+                let _ = self.stop_locked(&pack, None).await;
+                for (p, a) in units.iter().filter(|(p, _)| *p == pack) {
+                    self.stop_one(p, a).await;
+                }
             }
         }
+        ran
+    }
+
+    /// Lets services start again after [`Self::stop_all`].
+    pub fn resume(&self) {
+        self.stopping
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn unit_apps(&self, pack: &str) -> Vec<String> {
@@ -276,7 +325,14 @@ impl Services {
     }
 
     /// Starts one service unless it runs the current revision already; whether it started.
-    async fn start_one(&self, d: &Arc<Daemon>, pack: &str, app: &str) -> Result<bool> {
+    /// Launches one service unless it runs the current revision already (`None` then); what
+    /// to wait on for it to have started.
+    async fn launch_unit(
+        &self,
+        d: &Arc<Daemon>,
+        pack: &str,
+        app: &str,
+    ) -> Result<Option<oneshot::Receiver<std::result::Result<(), String>>>> {
         let key = (pack.to_string(), app.to_string());
         let revision = d
             .store
@@ -289,7 +345,7 @@ impl Services {
                 && u.revision == revision
                 && matches!(*u.state.borrow(), Active::Active | Active::Activating)
             {
-                return Ok(false);
+                return Ok(None);
             }
         }
         self.stop_one(pack, app).await;
@@ -317,13 +373,22 @@ impl Services {
                 task,
             },
         );
-        match started_rx.await {
-            Ok(Ok(())) => Ok(true),
+        Ok(Some(started_rx))
+    }
+
+    /// Until the service reports it started, or why not.
+    async fn wait_started(
+        pack: &str,
+        app: &str,
+        started: oneshot::Receiver<std::result::Result<(), String>>,
+    ) -> Result<()> {
+        match started.await {
+            Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(Error::Service(format!(
                 "service {pack}.{app} did not start: {message} (see 'pack logs {pack}.{app}')"
             ))),
-            Err(_) => Err(Error::Internal(format!(
-                "the supervisor of {pack}.{app} stopped"
+            Err(_) => Err(Error::Service(format!(
+                "service {pack}.{app} was stopped while it started"
             ))),
         }
     }
@@ -556,13 +621,19 @@ async fn run_once(
                 tokio::select! {
                     r = n.ready() => r,
                     code = running.wait() => Err(format!("it exited with status {code} before it was ready")),
-                    _ = tokio::time::sleep(READY_TIMEOUT) => Err(format!("it sent no READY=1 within {}s", READY_TIMEOUT.as_secs())),
+                    _ = tokio::time::sleep(START_TIMEOUT) => Err(format!("it sent no READY=1 within {}s", START_TIMEOUT.as_secs())),
                 }
             }
-            (Kind::Oneshot | Kind::Forking, _) => match running.wait().await {
-                0 => Ok(()),
-                code => Err(format!("its command exited with status {code}")),
-            },
+            (Kind::Oneshot | Kind::Forking, _) => {
+                match tokio::time::timeout(START_TIMEOUT, running.wait()).await {
+                    Ok(0) => Ok(()),
+                    Ok(code) => Err(format!("its command exited with status {code}")),
+                    Err(_) => Err(format!(
+                        "its command was still running after {}s",
+                        START_TIMEOUT.as_secs()
+                    )),
+                }
+            }
         }
     };
     let ready = tokio::select! {
