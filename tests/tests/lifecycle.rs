@@ -83,8 +83,6 @@ fn assert_consistent(env: &Env) -> String {
         .as_str()
         .unwrap()
         .to_string();
-    let log = env.pack(["logs", "app", "-n", "1"]).ok();
-    let _ = log;
     eventually("the service runs the current code", || {
         env.pack(["logs", "app", "-n", "all"])
             .ok()
