@@ -133,6 +133,11 @@ impl Prepared {
     pub async fn start(mut self, d: &Arc<Daemon>, stdio: Stdio3) -> Result<Running, (String, i32)> {
         let fail = |e: Error| (e.to_string(), EXIT_NOT_STARTED);
         let r = &self.resolved;
+        // The pack's API socket, when its connections give one: before any cgroup exists, so
+        // a failure here leaves nothing to take down.
+        if let Some(access) = self.ctx.granted.grants.socket {
+            d.pack_sockets.ensure(d, &r.name, access).map_err(fail)?;
+        }
         let mut limits = crate::policy::confinement::limits(&r.meta.apps[&r.app]);
         limits
             .devices
@@ -176,18 +181,6 @@ impl Prepared {
             (None, None) => (None, None),
         };
         self.ctx.cgroup = cgroup.as_ref().map(Cgroup::dirs);
-        if let Some(access) = self.ctx.granted.grants.socket
-            && let Err(e) = d.pack_sockets.ensure(d, &r.name, access)
-        {
-            if let Some(cg) = cgroup {
-                let _ = tokio::task::spawn_blocking(move || {
-                    cg.kill();
-                    cg.remove(Duration::from_secs(2))
-                })
-                .await;
-            }
-            return Err(fail(e));
-        }
         // Registered by the cgroup's whole path (`packd/…/sandbox.N`): only root makes
         // cgroups there, so nobody can name one of theirs like it.
         let registered = cgroup.as_ref().and_then(|cg| {
@@ -325,14 +318,16 @@ impl Running {
         }
         if let Some(cg) = self.cgroup.take() {
             let label = self.label.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                cg.kill();
-                if let Err(e) = cg.remove(Duration::from_secs(5)) {
-                    tracing::warn!(app = %label, error = %e, "cannot remove the sandbox cgroup");
-                }
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || remove_cgroup(cg, &label)).await;
         }
+    }
+}
+
+/// Kills what is left in a sandbox's cgroup and removes it (blocking: up to a few seconds).
+fn remove_cgroup(cg: Cgroup, label: &str) {
+    cg.kill();
+    if let Err(e) = cg.remove(Duration::from_secs(5)) {
+        tracing::warn!(app = %label, error = %e, "cannot remove the sandbox cgroup");
     }
 }
 
@@ -348,12 +343,7 @@ impl Drop for Running {
         }
         if let Some(cg) = self.cgroup.take() {
             let label = self.label.clone();
-            let remove = move || {
-                cg.kill();
-                if let Err(e) = cg.remove(Duration::from_secs(5)) {
-                    tracing::warn!(app = %label, error = %e, "cannot remove the sandbox cgroup");
-                }
-            };
+            let remove = move || remove_cgroup(cg, &label);
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
                     rt.spawn_blocking(remove);
