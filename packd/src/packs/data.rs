@@ -20,18 +20,34 @@ use crate::paths::Paths;
 /// then each user's.
 pub fn pairs(paths: &Paths, name: &str, old: Revision, new: Revision) -> Vec<(PathBuf, PathBuf)> {
     let mut out = vec![(paths.data_dir(name, old), paths.data_dir(name, new))];
-    let users = paths.data_root(name).join("users");
-    if let Ok(entries) = std::fs::read_dir(&users) {
-        let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        dirs.sort();
-        for dir in dirs {
-            let from = dir.join(old.to_string());
-            if from.is_dir() {
-                out.push((from, dir.join(new.to_string())));
-            }
+    for dir in user_dirs(paths, name) {
+        let from = dir.join(old.to_string());
+        if from.is_dir() {
+            out.push((from, dir.join(new.to_string())));
         }
     }
     out
+}
+
+/// Every data directory of revision `rev` of `name`: its own, then each user's that exists.
+pub fn revision_dirs(paths: &Paths, name: &str, rev: Revision) -> Vec<PathBuf> {
+    let mut out = vec![paths.data_dir(name, rev)];
+    out.extend(
+        user_dirs(paths, name)
+            .into_iter()
+            .map(|dir| dir.join(rev.to_string()))
+            .filter(|d| d.is_dir()),
+    );
+    out
+}
+
+/// `var/pack/NAME/users/*`, sorted.
+fn user_dirs(paths: &Paths, name: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(paths.data_root(name).join("users"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

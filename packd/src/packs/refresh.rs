@@ -160,8 +160,8 @@ impl PackManager {
         fsutil::remove_dir_if_empty(&target).ctx("remove", &target)?;
         let blob = self.paths.blob(name, rev);
         fsutil::remove_file_if_exists(&blob).ctx("remove", &blob)?;
-        for (_, to) in data::pairs(&self.paths, name, rev, rev) {
-            fsutil::remove_tree_if_exists(&to).ctx("remove", &to)?;
+        for dir in data::revision_dirs(&self.paths, name, rev) {
+            fsutil::remove_tree_if_exists(&dir).ctx("remove", &dir)?;
         }
         profiles::remove(&self.paths, name, rev)?;
         ctx.store().update(|s| {
