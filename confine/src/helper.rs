@@ -19,50 +19,19 @@
 //! descriptor is close-on-exec, so the daemon reading it sees EOF exactly when the app's exec
 //! succeeds.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::path::Path;
 
 use nix::sched::CloneFlags;
 
 use crate::error::{Step, StepError};
-use crate::seccomp::Profile;
+use crate::proto::{
+    self, CALLER_EXIT_FD, EXIT_FD, EXIT_SETUP_FAILED, Frame, Handover, LAUNCH_FDS, NET_FD, SLOT_FD,
+    STATUS_FD, SlotReady, StatusLine, TEMPLATE_FD, Template,
+};
 use crate::spec::SandboxSpec;
-use crate::steps::landlock::Enforcement;
-use crate::steps::{apparmor, caps, landlock, mounts, net, signals};
-use crate::sys::LinuxSys;
-
-/// The descriptor a prepared slot receives its launch on.
-pub const SLOT_FD: i32 = 3;
-/// The descriptor step errors are written to.
-pub const STATUS_FD: i32 = 4;
-/// The descriptor a launch's mount template is put on, when it comes with one.
-pub const TEMPLATE_FD: i32 = 6;
-/// The descriptor the pack's network namespace is put on, when it comes with the launch.
-pub const NET_FD: i32 = 7;
-/// The caller's own exit pipe, when it sent one (`pack run`): the init writes the app's status
-/// there too, so the caller learns it without a detour through the daemon.
-pub const CALLER_EXIT_FD: i32 = 8;
-/// The descriptor the init writes the app's exit status to (four bytes, little-endian) the
-/// moment the app exits: the daemon need not wait for the namespaces to be torn down.
-pub const EXIT_FD: i32 = 5;
-
-/// Exit status when the sandbox could not be built (as `docker run` uses 125).
-pub const EXIT_SETUP_FAILED: i32 = 125;
-/// The command exists but cannot be executed (as a shell reports).
-pub const EXIT_CANNOT_EXECUTE: i32 = 126;
-/// The command does not exist (as a shell reports).
-pub const EXIT_NOT_FOUND: i32 = 127;
-
-/// One line on the status pipe: a failed step, or what a layer reports before exec.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StatusLine {
-    Failed(StepError),
-    Landlock(Enforcement),
-}
+use crate::steps::{net, signals};
 
 /// Where step errors go.
 pub struct StatusPipe(Option<File>);
@@ -97,47 +66,8 @@ impl StatusPipe {
         }
     }
 
-    fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.0 = None;
-    }
-}
-
-/// Entry point of `pack-confine`: `pack-confine --zygote PARENT_PID`, with the launch socket on
-/// fd 3 (see [`crate::zygote`]). Returns the process exit status.
-pub fn main() -> i32 {
-    let args: Vec<String> = std::env::args().collect();
-    let parent = match args.as_slice() {
-        [_, flag, pid] if flag == "--zygote" => pid.parse::<i32>().ok(),
-        _ => None,
-    };
-    let Some(parent) = parent else {
-        eprintln!(
-            "pack-confine is started by packd (pack-confine --zygote PARENT_PID); it is not run by hand"
-        );
-        return 2;
-    };
-    // SAFETY: fd 3 is the launch socket by the protocol; if it is not open, the first recv
-    // fails and the zygote exits.
-    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(crate::zygote::SOCKET_FD) };
-    crate::zygote::serve(sock, parent)
-}
-
-/// What a sandbox is made of before its spec is known: the cgroup it joins and the namespaces
-/// it gets. A prepared slot ([`crate::zygote`]) builds its frame ahead of time and accepts only
-/// a spec with the same frame.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Frame {
-    pub cgroup: Option<crate::spec::CgroupJoin>,
-    pub namespaces: crate::spec::Namespaces,
-}
-
-impl Frame {
-    pub fn of(spec: &SandboxSpec) -> Frame {
-        Frame {
-            cgroup: spec.cgroup.clone(),
-            namespaces: spec.namespaces,
-        }
     }
 }
 
@@ -149,7 +79,7 @@ pub enum Source<'a> {
         spec: &'a SandboxSpec,
         net: Option<OwnedFd>,
     },
-    /// Later, as one [`crate::zygote::Handover`] on [`SLOT_FD`].
+    /// Later, as one [`Handover`] on [`SLOT_FD`].
     Slot,
 }
 
@@ -209,7 +139,7 @@ fn init(frame: &Frame, source: Source<'_>, saved_mask: &libc::sigset_t) -> i32 {
             // SAFETY: SLOT_FD is the slot's socket by the protocol; borrowed for one send.
             let sock = unsafe { BorrowedFd::borrow_raw(SLOT_FD) };
             // A daemon that is gone shows at the receive.
-            let _ = crate::zygote::send(sock, &crate::zygote::SlotReady {}, &[]);
+            let _ = proto::send(sock, &SlotReady {}, &[]);
             match receive() {
                 Some((spec, mounting, net)) => {
                     received = spec;
@@ -225,7 +155,7 @@ fn init(frame: &Frame, source: Source<'_>, saved_mask: &libc::sigset_t) -> i32 {
     let exit = ExitPipe::take();
     let result = check_frame(frame, spec)
         .and_then(|()| enter_network(frame, net))
-        .and_then(|()| build(spec, mounting, &mut status, saved_mask));
+        .and_then(|()| crate::app::build(spec, mounting, &mut status, saved_mask));
     match result {
         Ok(built) => {
             exit.send(built.code, built.execed);
@@ -259,7 +189,7 @@ fn enter_network(frame: &Frame, net: Option<OwnedFd>) -> Result<(), StepError> {
 }
 
 /// How the init gets the file system `mounts` describe.
-enum Mounting {
+pub(crate) enum Mounting {
     /// Build it for this launch only.
     Private,
     /// Build it and send its mount namespace to the daemon on this socket, as a template.
@@ -272,11 +202,10 @@ enum Mounting {
 /// the file system and the pack's network namespace. `None` when the daemon closed the slot
 /// instead.
 fn receive() -> Option<(SandboxSpec, Mounting, Option<OwnedFd>)> {
-    use crate::zygote::{Handover, Template};
     // SAFETY: SLOT_FD is the slot's socket by the protocol; we own it from here on.
     let sock = unsafe { OwnedFd::from_raw_fd(SLOT_FD) };
-    let mut buf = vec![0u8; crate::zygote::MAX_MESSAGE];
-    let (handover, fds) = match crate::zygote::recv::<Handover>(sock.as_fd(), &mut buf) {
+    let mut buf = vec![0u8; proto::MAX_MESSAGE];
+    let (handover, fds) = match proto::recv::<Handover>(sock.as_fd(), &mut buf) {
         Ok(Some(got)) => got,
         Ok(None) => return None,
         Err(e) => {
@@ -378,10 +307,6 @@ fn close_all_but(keep: &[i32]) {
     close_range(from, u32::MAX);
 }
 
-/// The descriptors of a launch, in the order they are sent: stdin, stdout, stderr, the status
-/// pipe and the exit pipe.
-pub const LAUNCH_FDS: [i32; 5] = [0, 1, 2, STATUS_FD, EXIT_FD];
-
 /// Moves `fds` onto `targets`, in order (whatever numbers they had; the originals are
 /// closed); false when one cannot be.
 fn install_fds(fds: Vec<OwnedFd>, targets: &[i32]) -> bool {
@@ -425,7 +350,6 @@ pub fn close_range(first: u32, last: u32) {
     unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
 }
 
-/// Where the init writes the app's exit status.
 /// Where the app's status goes the moment it exits: the daemon's exit pipe, and the caller's
 /// when it sent one.
 struct ExitPipe {
@@ -473,233 +397,6 @@ fn clone_flags(ns: &crate::spec::Namespaces) -> CloneFlags {
         }
     }
     flags
-}
-
-/// What the app step needs that must be read from the host before the root changes.
-struct Prepared {
-    saved_mask: libc::sigset_t,
-    seccomp: Option<Profile>,
-}
-
-/// Build the file system (or copy a template of it), fork the app, forward signals, reap; how
-/// the app ended.
-fn build(
-    spec: &SandboxSpec,
-    mounting: Mounting,
-    status: &mut StatusPipe,
-    saved_mask: &libc::sigset_t,
-) -> Result<Built, StepError> {
-    let seccomp = match &spec.seccomp {
-        Some(s) => Some(
-            Profile::read(&s.profile).map_err(|e| StepError::msg(Step::Seccomp, e.to_string()))?,
-        ),
-        None => None,
-    };
-    let prepared = Prepared {
-        saved_mask: *saved_mask,
-        seccomp,
-    };
-    let sys = LinuxSys;
-    // Taken now, while the host is in reach.
-    let launch_trees = mounts::detach_binds(&sys, &spec.launch_mounts)?;
-    let new_mount_ns = || {
-        nix::sched::unshare(CloneFlags::CLONE_NEWNS)
-            .map_err(|e| StepError::nix(Step::Namespaces, e))
-    };
-    match mounting {
-        Mounting::Private => {
-            // The host's mounts as they are now, private to the sandbox from here on.
-            new_mount_ns()?;
-            build_root(&sys, spec)?;
-        }
-        Mounting::Build(sock) => {
-            new_mount_ns()?;
-            let template =
-                File::open("/proc/self/ns/mnt").map_err(|e| StepError::io(Step::Namespaces, e))?;
-            build_root(&sys, spec)?;
-            // This launch continues in a copy, so its own mounts stay out of the template.
-            new_mount_ns()?;
-            use std::os::fd::AsRawFd;
-            let ready = crate::zygote::TemplateReady {};
-            if let Err(e) = crate::zygote::send(sock.as_fd(), &ready, &[template.as_raw_fd()]) {
-                eprintln!("pack-confine: cannot hand over a mount template: {e}");
-            }
-        }
-        Mounting::Join(template) => {
-            // The template's root becomes ours; then a copy of its mounts.
-            nix::sched::setns(&template, CloneFlags::CLONE_NEWNS)
-                .map_err(|e| StepError::nix(Step::Namespaces, e))?;
-            drop(template);
-            new_mount_ns()?;
-        }
-    }
-    mounts::apply_launch(&sys, &spec.launch_mounts, launch_trees)?;
-    if spec.namespaces.uts {
-        nix::unistd::sethostname(&spec.hostname).map_err(|e| StepError::nix(Step::Hostname, e))?;
-    }
-    // Whether the app got as far as its exec: the child writes a byte here when it did not
-    // (close-on-exec, so a successful exec just closes it).
-    let (failed_r, failed_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| StepError::nix(Step::Fork, e))?;
-    // SAFETY: single-threaded, as above.
-    match unsafe { nix::unistd::fork() }.map_err(|e| StepError::nix(Step::Fork, e))? {
-        nix::unistd::ForkResult::Child => {
-            drop(failed_r);
-            let err = exec_app(spec, &prepared, status);
-            let code = match err.errno {
-                Some(libc::ENOENT) if matches!(err.step, Step::Exec(_)) => EXIT_NOT_FOUND,
-                Some(_) if matches!(err.step, Step::Exec(_)) => EXIT_CANNOT_EXECUTE,
-                _ => EXIT_SETUP_FAILED,
-            };
-            status.report(&err);
-            let _ = nix::unistd::write(&failed_w, &[1]);
-            // SAFETY: leaving the forked child.
-            unsafe { libc::_exit(code) }
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            status.close();
-            drop(failed_w);
-            let code = signals::relay_until_exit(child.as_raw());
-            // The child is gone: a byte, or end of file if it had exec'd.
-            let mut byte = [0u8; 1];
-            let execed = matches!(nix::unistd::read(&failed_r, &mut byte), Ok(0));
-            Ok(Built {
-                code,
-                execed,
-                outlive: spec.process.outlive_command,
-            })
-        }
-    }
-}
-
-/// How the app of a built sandbox ended.
-struct Built {
-    /// Its status.
-    code: i32,
-    /// Whether it got as far as its exec (its status is then the app's own, for the caller).
-    execed: bool,
-    /// The sandbox stays while what the command left runs (a `forking` service).
-    outlive: bool,
-}
-
-/// The new root: private mounts, the base bound read-only, `mounts` on it, then pivot.
-fn build_root(sys: &LinuxSys, spec: &SandboxSpec) -> Result<(), StepError> {
-    mounts::make_private(sys)?;
-    mounts::prepare_root(sys, &spec.root)?;
-    mounts::apply(sys, &spec.root, &spec.mounts)?;
-    mounts::pivot(sys, &spec.root)
-}
-
-/// The app: session, working directory, AppArmor, identity, capabilities, Landlock,
-/// descriptors, seccomp (last), exec. Returns only on failure.
-fn exec_app(spec: &SandboxSpec, prepared: &Prepared, status: &mut StatusPipe) -> StepError {
-    match confine_app(spec, prepared, status) {
-        Ok(()) => exec(spec),
-        Err(e) => e,
-    }
-}
-
-fn confine_app(
-    spec: &SandboxSpec,
-    prepared: &Prepared,
-    status: &mut StatusPipe,
-) -> Result<(), StepError> {
-    let p = &spec.process;
-    signals::reset_dispositions();
-    signals::restore(&prepared.saved_mask);
-    nix::unistd::setsid().map_err(|e| StepError::nix(Step::Session, e))?;
-    enter_cwd(&p.cwd, &p.fallback_cwd)?;
-    if let Some(label) = &spec.apparmor
-        && apparmor::available()
-    {
-        apparmor::change_onexec(label)?;
-    }
-    let keep = caps::parse(&spec.capabilities)?;
-    if !spec.devmode {
-        caps::drop_bounding(&keep)?;
-    }
-    if p.uid != 0 && !keep.is_empty() {
-        // Keep the permitted set across the uid change; the ambient set carries it over exec.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-    }
-    crate::steps::identity::switch(p.uid, p.gid, &p.groups)?;
-    if spec.devmode {
-        caps::set_no_new_privs()?;
-    } else {
-        caps::drop_rest(&keep)?;
-        if let Some(rules) = &spec.landlock {
-            status.send(&StatusLine::Landlock(landlock::apply(rules)?));
-        }
-    }
-    // Nothing but 0-2 crosses exec (runc CVE-2024-21626): mark every other descriptor
-    // close-on-exec; the status pipe already is.
-    // SAFETY: close_range with constant arguments.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if rc != 0 {
-        return Err(StepError::io(
-            Step::CloseFds,
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // Last: after this only the allowed syscalls remain (exec and the failure report among
-    // them).
-    if let Some(profile) = &prepared.seccomp {
-        profile
-            .load()
-            .map_err(|e| StepError::msg(Step::Seccomp, e.to_string()))?;
-    }
-    Ok(())
-}
-
-fn exec(spec: &SandboxSpec) -> StepError {
-    let p = &spec.process;
-    let Some(exe) = p.argv.first() else {
-        return StepError::msg(Step::Exec(String::new()), "empty command");
-    };
-    let to_c = |v: &[String]| -> Result<Vec<CString>, StepError> {
-        v.iter()
-            .map(|s| {
-                CString::new(s.as_bytes()).map_err(|_| {
-                    StepError::msg(Step::Exec(exe.clone()), "argument contains a NUL byte")
-                })
-            })
-            .collect()
-    };
-    let (argv, env) = match (to_c(&p.argv), to_c(&p.env)) {
-        (Ok(a), Ok(e)) => (a, e),
-        (Err(e), _) | (_, Err(e)) => return e,
-    };
-    match nix::unistd::execve(&argv[0], &argv, &env) {
-        Err(e) => StepError::nix(Step::Exec(exe.clone()), e),
-        Ok(never) => match never {},
-    }
-}
-
-/// Enters `cwd` inside the sandbox, or `fallback`; then checks the kernel agrees the directory is
-/// inside the new root (a leaked descriptor as cwd would show as unreachable).
-fn enter_cwd(cwd: &Path, fallback: &Path) -> Result<(), StepError> {
-    if nix::unistd::chdir(cwd).is_err() {
-        nix::unistd::chdir(fallback).map_err(|e| StepError::nix(Step::Cwd, e))?;
-    }
-    let here = nix::unistd::getcwd().map_err(|e| StepError::nix(Step::Cwd, e))?;
-    if !here.is_absolute() {
-        return Err(StepError::msg(
-            Step::Cwd,
-            format!(
-                "working directory {} is outside the sandbox",
-                here.display()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 fn set_not_dumpable() {

@@ -11,16 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use crate::error::{Step, StepError};
-use crate::helper::StatusLine;
-use crate::steps::landlock::Enforcement;
-use crate::zygote::SOCKET_FD;
-
-/// What the layers reported on the way to a successful exec.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
-    /// What Landlock enforced (`None` when it was not applied).
-    pub landlock: Option<Enforcement>,
-}
+use crate::proto::{Report, SOCKET_FD, StatusLine};
 
 /// Parses everything a status pipe carried (read to EOF).
 pub fn parse_status(bytes: &[u8]) -> Result<Report, StepError> {
@@ -80,6 +71,7 @@ pub fn spawn_zygote(helper: &Path) -> std::io::Result<(Child, OwnedFd)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::landlock::Enforcement;
 
     #[test]
     fn status_lines_are_parsed() {

@@ -15,147 +15,24 @@
 //!   straight to the slot. Moving a process into a v1 cgroup takes a global lock that waits for
 //!   an RCU grace period (~10 ms here) when launches are spaced out: the slot pays it before
 //!   anyone waits;
-//! - zygote → daemon: [`Reply::Exited`] with the exit code of a supervisor or slot (the zygote
-//!   is their parent and reaps them).
+//! - daemon → zygote: [`Request::Monitor`]: start a service's monitor ([`crate::monitor`]),
+//!   answered by [`Reply::Started`] with its pidfd;
+//! - zygote → daemon: [`Reply::Exited`] with the exit code of a supervisor, slot or monitor
+//!   (the zygote is their parent and reaps them while it lives).
 //!
-//! The zygote dies with the daemon (parent-death signal), the supervisors with the zygote.
+//! The messages are in [`crate::proto`]. The zygote dies with the daemon (parent-death
+//! signal), the supervisors and slots with the zygote; monitors outlive both.
 
 use std::collections::HashMap;
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
-use serde::{Deserialize, Serialize};
-
-use crate::helper::{self, EXIT_SETUP_FAILED, Frame, SLOT_FD, Source, close_range};
+use crate::helper::{self, Source, close_range};
+use crate::proto::{
+    EXIT_SETUP_FAILED, Frame, LAUNCH_FDS, MAX_MESSAGE, MonitorSpec, Reply, Request, SLOT_FD,
+    SOCKET_FD, recv, send,
+};
 use crate::spec::SandboxSpec;
 use crate::steps::signals;
-
-/// The descriptor the zygote's launch socket arrives on.
-pub const SOCKET_FD: i32 = 3;
-
-/// Largest message (a spec is a few KiB).
-pub const MAX_MESSAGE: usize = 1 << 20;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Request {
-    /// Start `spec` now; with `net`, a sixth descriptor is the pack's network namespace.
-    Launch {
-        id: u64,
-        spec: Box<SandboxSpec>,
-        #[serde(default)]
-        net: bool,
-        /// The caller's exit pipe comes last (see [`helper::CALLER_EXIT_FD`]).
-        #[serde(default)]
-        caller_exit: bool,
-    },
-    /// Fork a slot that builds `frame` and waits for a [`Handover`].
-    Prepare { id: u64, frame: Frame },
-}
-
-/// The launch a prepared slot waits for, sent by the daemon on the slot's socket with the
-/// five descriptors of [`Request::Launch`], then the template for [`Template::Join`] and the
-/// network namespace for `net`. The spec's frame must be the slot's.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Handover {
-    pub spec: Box<SandboxSpec>,
-    #[serde(default)]
-    pub template: Template,
-    /// The pack's network namespace comes next, to join rather than make one.
-    #[serde(default)]
-    pub net: bool,
-    /// The caller's exit pipe comes last (see [`helper::CALLER_EXIT_FD`]).
-    #[serde(default)]
-    pub caller_exit: bool,
-}
-
-/// Mount templates: a sandbox's file system without its per-launch mounts, kept as a mount
-/// namespace (as snapd keeps one per snap in `/run/snapd/ns`). Launches with the same root and
-/// mounts copy it instead of making ~50 mounts and a `pivot_root` each time; the copy is
-/// private, so nothing one launch mounts reaches the template or another launch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Template {
-    /// Build the file system for this launch only.
-    #[default]
-    Private,
-    /// Build it, and send its mount namespace back on the slot's socket ([`TemplateReady`]
-    /// with the namespace's descriptor) before the app starts.
-    Build,
-    /// Copy the mount namespace that comes as the sixth descriptor.
-    Join,
-}
-
-/// What a slot sends on its socket once its frame is built and it waits for a launch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SlotReady {}
-
-/// A slot's answer to [`Template::Build`], with the template's descriptor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TemplateReady {}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Reply {
-    Started { id: u64, pid: i32 },
-    Prepared { id: u64, pid: i32 },
-    Failed { id: u64, error: String },
-    Exited { id: u64, code: i32 },
-}
-
-/// Sends `msg` with `fds` as one packet.
-pub fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[RawFd]) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
-    let cmsg = [ControlMessage::ScmRights(fds)];
-    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &[IoSlice::new(&bytes)],
-        cmsgs,
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )?;
-    Ok(())
-}
-
-/// Receives one packet: `None` at EOF, else the message and its descriptors (close-on-exec).
-pub fn recv<T: for<'de> Deserialize<'de>>(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-) -> std::io::Result<Option<(T, Vec<OwnedFd>)>> {
-    let mut iov = [IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!([RawFd; 8]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    let mut fds = Vec::new();
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = c {
-            // SAFETY: the kernel installed these descriptors for us.
-            fds.extend(
-                raw.into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
-        }
-    }
-    let len = msg.bytes;
-    if len == 0 {
-        return Ok(None);
-    }
-    if msg.flags.contains(MsgFlags::MSG_TRUNC) || msg.flags.contains(MsgFlags::MSG_CTRUNC) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "message or descriptors truncated",
-        ));
-    }
-    let value = serde_json::from_slice(&buf[..len])
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    Ok(Some((value, fds)))
-}
 
 /// The zygote's loop; returns when the daemon closes the socket.
 pub fn serve(sock: OwnedFd, parent: i32) -> i32 {
@@ -217,6 +94,9 @@ pub fn serve(sock: OwnedFd, parent: i32) -> i32 {
                 Ok(Some((Request::Prepare { id, frame }, _))) => {
                     prepare(&sock, id, &frame, &mut running);
                 }
+                Ok(Some((Request::Monitor { id, spec, monitor }, _))) => {
+                    start_monitor(&sock, id, &spec, &monitor, &mut running);
+                }
                 // EOF or a broken socket: the daemon is gone; supervisors die with us.
                 Ok(None) => return 0,
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
@@ -242,13 +122,13 @@ fn launch(
     fds: Vec<OwnedFd>,
     running: &mut HashMap<i32, u64>,
 ) {
-    let expected = helper::LAUNCH_FDS.len() + usize::from(net) + usize::from(caller_exit);
+    let expected = LAUNCH_FDS.len() + usize::from(net) + usize::from(caller_exit);
     if fds.len() != expected {
         let error = format!("expected {expected} descriptors, got {}", fds.len());
         let _ = send(sock.as_fd(), &Reply::Failed { id, error }, &[]);
         return;
     }
-    let forked = fork_child(sock, move || {
+    let forked = fork_child(sock, true, move || {
         // The request's descriptors go in place; nothing else stays open in the sandbox's
         // processes: not the received copies (the status pipe must reach EOF at the app's
         // exec), not the zygote's signalfd.
@@ -294,7 +174,7 @@ fn prepare(sock: &OwnedFd, id: u64, frame: &Frame, running: &mut HashMap<i32, u6
             return;
         }
     };
-    let forked = fork_child(sock, || {
+    let forked = fork_child(sock, true, || {
         // SAFETY: dup2 onto the slot's descriptor number; the zygote's socket, which had it,
         // is already closed.
         if unsafe { libc::dup2(theirs.as_raw_fd(), SLOT_FD) } < 0 {
@@ -315,9 +195,55 @@ fn prepare(sock: &OwnedFd, id: u64, frame: &Frame, running: &mut HashMap<i32, u6
     }
 }
 
-/// Forks a child that drops the zygote's socket and signal mask, dies with the zygote and
-/// runs `body`; the child's pid.
-fn fork_child(sock: &OwnedFd, body: impl FnOnce() -> i32) -> Result<i32, String> {
+/// Starts a service's monitor: the control socket is bound here, before the fork, so the daemon
+/// can connect the moment it hears the monitor started. The monitor is forked like a
+/// supervisor but does not die with the zygote (nor, then, with the daemon).
+fn start_monitor(
+    sock: &OwnedFd,
+    id: u64,
+    spec: &SandboxSpec,
+    monitor: &MonitorSpec,
+    running: &mut HashMap<i32, u64>,
+) {
+    let listener = match crate::monitor::listen(&monitor.socket) {
+        Ok(l) => l,
+        Err(e) => {
+            let error = format!("cannot listen on {}: {e}", monitor.socket.display());
+            let _ = send(sock.as_fd(), &Reply::Failed { id, error }, &[]);
+            return;
+        }
+    };
+    let forked = fork_child(sock, false, || {
+        // SAFETY: dup2 onto descriptor 3 (the zygote's socket, which had it, is closed), then
+        // everything above it goes.
+        if unsafe { libc::dup2(listener.as_raw_fd(), SOCKET_FD) } < 0 {
+            return EXIT_SETUP_FAILED;
+        }
+        close_range(SOCKET_FD as u32 + 1, u32::MAX);
+        // SAFETY: just put there, ours.
+        let listener = unsafe { OwnedFd::from_raw_fd(SOCKET_FD) };
+        crate::monitor::run(monitor, spec, listener)
+    });
+    drop(listener);
+    match forked {
+        Ok(pid) => {
+            running.insert(pid, id);
+            report(sock, id, pid, Vec::new(), |pid| Reply::Started { id, pid });
+        }
+        Err(error) => {
+            let _ = std::fs::remove_file(&monitor.socket);
+            let _ = send(sock.as_fd(), &Reply::Failed { id, error }, &[]);
+        }
+    }
+}
+
+/// Forks a child that drops the zygote's socket and signal mask, dies with the zygote when
+/// `dies_with_zygote`, and runs `body`; the child's pid.
+fn fork_child(
+    sock: &OwnedFd,
+    dies_with_zygote: bool,
+    body: impl FnOnce() -> i32,
+) -> Result<i32, String> {
     // SAFETY: the zygote is single-threaded, so the child may do anything after fork.
     match unsafe { libc::fork() } {
         -1 => Err(format!("cannot fork: {}", std::io::Error::last_os_error())),
@@ -325,7 +251,9 @@ fn fork_child(sock: &OwnedFd, body: impl FnOnce() -> i32) -> Result<i32, String>
             // SAFETY: plain syscalls; the zygote's socket must not leak into the sandbox.
             unsafe {
                 libc::close(sock.as_raw_fd());
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                if dies_with_zygote {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                }
             }
             // The zygote blocks SIGCHLD; a sandbox starts with an empty mask.
             signals::restore(&signals::empty());

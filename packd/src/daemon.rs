@@ -258,7 +258,7 @@ impl Daemon {
             }
             Err(_) => return None,
         };
-        let frame = confine::helper::Frame {
+        let frame = confine::proto::Frame {
             cgroup: Some(confine::CgroupJoin {
                 dirs: cgroup.dirs(),
             }),

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::templates::MountTemplates;
 use super::zygote::{Slot, Started};
-use confine::zygote::Template;
+use confine::proto::Template;
 
 use super::{AppRef, Context, Invocation, Resolved};
 use crate::daemon::Daemon;

@@ -1,4 +1,4 @@
-//! The daemon's cache of mount templates (see `confine::zygote::Template`): for each distinct
+//! The daemon's cache of mount templates (see `confine::proto::Template`): for each distinct
 //! sandbox file system, the mount namespace holding it, which later launches copy.
 //!
 //! A template is looked up by everything that shapes it: the root and the mount operations,

@@ -7,8 +7,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use confine::SandboxSpec;
-use confine::helper::Frame;
-use confine::zygote::{
+use confine::proto::Frame;
+use confine::proto::{
     Handover, MAX_MESSAGE, Reply, Request, SlotReady, Template, TemplateReady, recv, send,
 };
 use tokio::io::Interest;
