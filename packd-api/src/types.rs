@@ -242,6 +242,10 @@ pub struct ServiceInfo {
     pub enabled: bool,
     /// `active`, `activating`, `deactivating`, `inactive` or `failed`.
     pub active: String,
+    /// The pid of its sandbox's supervisor while it runs (signals sent to it reach the
+    /// service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
 }
 
 /// `POST /v2/apps`: start, stop or restart services, as a change (root only).

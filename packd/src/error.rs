@@ -1,40 +1,44 @@
-//! The daemon's error type. Each variant is one clear sentence for the user and maps to one HTTP
-//! status and one stable `kind` string in `api::error` (the only place that mapping lives).
+//! The daemon's errors. Each manager has its own enum (`PackError`, `ConnectionError`,
+//! `ServiceError`, `LaunchError`, `StateError`, `ConfigError`); [`Error`] gathers them for the
+//! API and the task runner, and [`Error::kind`] is the one place an error is given its
+//! machine-readable kind (`packd_api::ErrorKind`, which also fixes the HTTP status).
 
 use std::io;
 use std::path::Path;
+
+use packd_api::ErrorKind;
+
+pub use crate::connections::ConnectionError;
+pub use crate::launch::LaunchError;
+pub use crate::packs::PackError;
+pub use crate::services::ServiceError;
+pub use crate::state::StateError;
+pub use crate::state::config::ConfigError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request or the package is wrong; nothing was changed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    /// A request the API itself refuses (a bad argument, an unknown action).
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
-    Meta(#[from] packfmt::MetaError),
-    #[error("{0}")]
-    Image(#[from] packfmt::ImageError),
-    #[error("{message}")]
-    NotFound { kind: &'static str, message: String },
-    #[error("{0}")]
     Forbidden(String),
-    /// Another change is already working on the same pack.
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{0}")]
-    Sandbox(#[from] confine::StepError),
-    /// A service did not start (or stop) as asked.
-    #[error("{0}")]
-    Service(String),
-    #[error("{0}")]
-    Internal(String),
+    /// Something the API looks up (a change, an interface) is not there.
+    #[error("{message}")]
+    NotFound { kind: ErrorKind, message: String },
 }
 
 impl Error {
@@ -42,15 +46,33 @@ impl Error {
         Error::BadRequest(msg.into())
     }
 
-    pub fn pack_not_found(name: &str) -> Self {
-        Error::NotFound {
-            kind: "pack-not-found",
-            message: format!("pack {name:?} is not installed; see 'pack list'"),
+    /// The machine-readable kind (and so the HTTP status) of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::State(_) => ErrorKind::InternalError,
+            Error::Config(_) | Error::BadRequest(_) => ErrorKind::BadRequest,
+            Error::Pack(e) => e.kind(),
+            Error::Connection(e) => e.kind(),
+            Error::Service(e) => e.kind(),
+            Error::Launch(e) => e.kind(),
+            Error::Forbidden(_) => ErrorKind::PermissionDenied,
+            Error::NotFound { kind, .. } => *kind,
         }
     }
+}
 
-    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        Error::Io {
+/// An I/O error with what was being done to which path.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct IoError {
+    pub context: String,
+    #[source]
+    pub source: io::Error,
+}
+
+impl IoError {
+    pub fn new(context: impl Into<String>, source: io::Error) -> Self {
+        IoError {
             context: context.into(),
             source,
         }
@@ -59,11 +81,37 @@ impl Error {
 
 /// Adds "what was being done to which path" to I/O errors.
 pub trait IoContext<T> {
-    fn ctx(self, what: &str, path: &Path) -> Result<T>;
+    fn ctx(self, what: &str, path: &Path) -> Result<T, IoError>;
 }
 
 impl<T> IoContext<T> for io::Result<T> {
-    fn ctx(self, what: &str, path: &Path) -> Result<T> {
-        self.map_err(|e| Error::io(format!("cannot {what} {}", path.display()), e))
+    fn ctx(self, what: &str, path: &Path) -> Result<T, IoError> {
+        self.map_err(|e| IoError::new(format!("cannot {what} {}", path.display()), e))
     }
+}
+
+/// The change in progress on a pack, as every planner refuses a second one (snapd's
+/// change-conflict).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "pack {pack:?} has change {change} ({kind}) in progress; wait for it with 'pack watch {change}'"
+)]
+pub struct Busy {
+    pub pack: String,
+    pub change: u64,
+    pub kind: String,
+}
+
+/// Refuses when a change is under way on any of `packs`.
+pub fn check_idle(state: &crate::state::State, packs: &[&str]) -> Result<(), Busy> {
+    for p in packs {
+        if let Some(c) = state.change_in_progress(p) {
+            return Err(Busy {
+                pack: p.to_string(),
+                change: c.id,
+                kind: c.kind.clone(),
+            });
+        }
+    }
+    Ok(())
 }

@@ -1,11 +1,13 @@
 //! packd: the daemon that installs, mounts and runs confined packages.
 //!
-//! - [`daemon`]: start-up, serving, shutdown;
-//! - [`api`]: the HTTP API on a Unix socket (and the wire types `pack` shares);
-//! - [`engine`] and [`state`]: changes made of tasks with do/undo, persisted around every step;
-//! - [`packs`]: the pack manager (install/remove/connect tasks, mounts, links, profiles);
-//! - [`connections`]: plugs, slots and connections against the state (policy in `interfaces`);
-//! - [`launch`]: what goes into an app's sandbox (the `confine` crate executes it).
+//! - [`daemon`]: the composition root (builds and wires everything; nothing imports it);
+//! - [`api`]: the HTTP API on a Unix socket: thin handlers over the managers;
+//! - [`engine`] and [`state`]: changes made of tasks with do/undo, persisted around every
+//!   step, run through a registry of handlers each manager fills;
+//! - the managers: [`packs`] (install, refresh, revert, remove), [`connections`] (plugs and
+//!   slots), [`services`] (supervision, hooks, health), [`launch`] (sandboxes);
+//! - [`profiles`] and [`policy`]: security profiles, and the policy they are made from;
+//! - [`system`]: the kernel behind small traits (mounts, cgroups, clock), with fakes.
 
 pub mod api;
 pub mod connections;
@@ -17,8 +19,10 @@ pub mod launch;
 pub mod packs;
 pub mod paths;
 pub mod policy;
+pub mod profiles;
 pub mod services;
 pub mod state;
+pub mod system;
 mod testing;
 
 pub use error::{Error, Result};

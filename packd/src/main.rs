@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
-use packd::daemon::{Config, Daemon};
+use packd::daemon::{Config, Daemon, SupervisorChoice};
 use tracing_subscriber::EnvFilter;
 
 /// The packd daemon: installs, mounts and runs confined packages, and serves the API that the
@@ -29,9 +29,24 @@ struct Args {
     /// [default: `reboot` or `poweroff` from PATH].
     #[arg(long, value_name = "COMMAND", env = "PACKD_SYSTEM_COMMAND")]
     system_command: Option<PathBuf>,
+    /// Who supervises services: packd's own monitors, or systemd (each service's monitor a
+    /// transient unit, through org.freedesktop.systemd1 on D-Bus). Services outlive packd
+    /// either way.
+    #[arg(long, value_enum, default_value = "packd", env = "PACKD_SUPERVISOR")]
+    supervisor: SupervisorArg,
+    /// The D-Bus address systemd answers on, for `--supervisor systemd` [default: the system
+    /// bus].
+    #[arg(long, value_name = "ADDRESS", env = "PACKD_SYSTEMD_BUS")]
+    systemd_bus: Option<String>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SupervisorArg {
+    Packd,
+    Systemd,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -85,14 +100,19 @@ fn main() -> anyhow::Result<()> {
             None => sibling("pack-confine")?,
         },
         system_command: args.system_command,
+        supervisor: match args.supervisor {
+            SupervisorArg::Packd => SupervisorChoice::Native,
+            SupervisorArg::Systemd => SupervisorChoice::Systemd {
+                bus: args.systemd_bus,
+            },
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let daemon = Daemon::start(config)?;
-        daemon.serve().await?;
-        anyhow::Ok(())
+        let daemon = Daemon::start(config).await?;
+        daemon.serve().await
     })
 }

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use packfmt::Revision;
 
+/// The name of a pack's API socket in its directory.
+pub const PACK_SOCKET_NAME: &str = "packd.socket";
+
 #[derive(Debug, Clone)]
 pub struct Paths {
     root: PathBuf,
@@ -118,20 +121,52 @@ impl Paths {
         self.run_dir().join("cgroup-parent")
     }
 
-    /// `run/packd/api` (root 0700): the API sockets bound into sandboxes, one per pack and
-    /// access (`NAME.control.socket`, `NAME.shutdown.socket`).
+    /// `run/packd/api` (root 0700): the API sockets bound into sandboxes, one directory per
+    /// pack and access (`NAME.control/packd.socket`, `NAME.shutdown/packd.socket`).
     pub fn pack_sockets_dir(&self) -> PathBuf {
         self.run_dir().join("api")
     }
 
-    /// The API socket of `name`'s apps that have `access`.
-    pub fn pack_socket(&self, name: &str, access: interfaces::grants::Socket) -> PathBuf {
+    /// The directory holding the API socket of `name`'s apps that have `access` (bound into
+    /// their sandboxes at `/run/packd`).
+    pub fn pack_socket_dir(&self, name: &str, access: interfaces::grants::Socket) -> PathBuf {
         let kind = match access {
             interfaces::grants::Socket::Control => "control",
             interfaces::grants::Socket::Shutdown => "shutdown",
         };
-        self.pack_sockets_dir()
-            .join(format!("{name}.{kind}.socket"))
+        self.pack_sockets_dir().join(format!("{name}.{kind}"))
+    }
+
+    /// The API socket of `name`'s apps that have `access`.
+    pub fn pack_socket(&self, name: &str, access: interfaces::grants::Socket) -> PathBuf {
+        self.pack_socket_dir(name, access).join(PACK_SOCKET_NAME)
+    }
+
+    /// `run/packd/services` (root 0700): each running service's monitor socket
+    /// (`PACK.APP.socket`), its record (`PACK.APP.json`), what it left when it ended
+    /// (`PACK.APP.exit`) and, for systemd, its monitor's spec (`PACK.APP.spec.json`).
+    pub fn services_dir(&self) -> PathBuf {
+        self.run_dir().join("services")
+    }
+
+    /// `run/packd/netns` (root 0700): each pack's network namespace, pinned by a bind mount
+    /// (`NAME`), so a restarted packd, and the services that outlived it, share it still.
+    pub fn netns_dir(&self) -> PathBuf {
+        self.run_dir().join("netns")
+    }
+
+    /// `run/packd/notify/PACK.APP.socket`: a `notify` service's `NOTIFY_SOCKET` on the host.
+    pub fn notify_socket(&self, pack: &str, app: &str) -> PathBuf {
+        self.run_dir()
+            .join("notify")
+            .join(format!("{pack}.{app}.socket"))
+    }
+
+    /// `var/log/packd/NAME.APP.log`: a service's or hook's output.
+    pub fn log_file(&self, pack: &str, app: &str) -> PathBuf {
+        self.root
+            .join("var/log/packd")
+            .join(format!("{pack}.{app}.log"))
     }
 
     /// The default API socket, `run/packd.socket`.

@@ -5,7 +5,9 @@
 //!   SIGKILL at that task boundary, exactly as a power cut would, so the end-to-end tests can
 //!   prove a change always finishes or undoes on restart;
 //! - `PACKD_TEST_HIDE_LAYERS=landlock,seccomp,cgroups` makes the daemon believe the kernel
-//!   lacks those layers, to prove strict apps are refused rather than run open.
+//!   lacks those layers, to prove strict apps are refused rather than run open;
+//! - `PACKD_TEST_CGROUP_LAYOUT=unified:DIR` makes it use the cgroup2 hierarchy at `DIR` as a
+//!   pure v2 system's (see [`cgroup_layout`]).
 
 use std::sync::OnceLock;
 
@@ -53,4 +55,18 @@ pub fn hide_layers(mut f: confine::Features) -> confine::Features {
         tracing::warn!(layer, "test: pretending the kernel lacks this layer");
     }
     f
+}
+
+/// The cgroup layout to use: the one detected, unless `PACKD_TEST_CGROUP_LAYOUT=unified:DIR`
+/// makes the daemon treat the cgroup2 hierarchy at `DIR` as the only one (a pure v2 system; on
+/// a hybrid machine that hierarchy has no controllers, which is what the tests need).
+pub fn cgroup_layout() -> Result<confine::cgroup::Layout, confine::cgroup::CgroupError> {
+    match std::env::var("PACKD_TEST_CGROUP_LAYOUT") {
+        Ok(v) => {
+            let dir = v.strip_prefix("unified:").unwrap_or(&v);
+            tracing::warn!(dir, "test: a pure cgroup v2 layout");
+            Ok(confine::cgroup::Layout::Unified { root: dir.into() })
+        }
+        Err(_) => confine::cgroup::Layout::detect(),
+    }
 }

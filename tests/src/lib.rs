@@ -194,13 +194,22 @@ impl Env {
     }
 
     pub fn start(&mut self) {
+        self.start_binary(&bin_dir().join("packd"));
+    }
+
+    /// Starts the daemon from `packd` (e.g. a copy standing for an upgraded binary).
+    pub fn start_binary(&mut self, packd: &Path) {
         assert!(self.daemon.is_none(), "daemon already running");
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("packd.log"))
             .expect("log file");
-        let child = Command::new(bin_dir().join("packd"))
+        let child = Command::new(packd)
+            .arg("--confine-helper")
+            .arg(bin_dir().join("pack-confine"))
+            .arg("--pack-binary")
+            .arg(bin_dir().join("pack"))
             .arg("--root")
             .arg(&self.root)
             .envs(&self.extra_env)
@@ -227,6 +236,36 @@ impl Env {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The daemon's pid, while it runs.
+    pub fn daemon_pid(&self) -> Option<i32> {
+        self.daemon.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// The processes of this root's sandboxes (and monitors) whose command line contains
+    /// `needle`: found by their cgroup, so other tests' processes never count.
+    pub fn processes(&self, needle: &str) -> Vec<i32> {
+        let Ok(parent) = fs::read_to_string(self.root.join("run/packd/cgroup-parent")) else {
+            return Vec::new();
+        };
+        let parent = format!("/{}/", parent.trim());
+        let mut out: Vec<i32> = fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+                String::from_utf8_lossy(&cmd)
+                    .replace('\0', " ")
+                    .contains(needle)
+                    && cgroup.contains(&parent)
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// Stops the daemon with SIGTERM and waits for it.

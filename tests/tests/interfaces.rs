@@ -448,7 +448,11 @@ fn packd_control_opens_the_api_to_a_pack_until_disconnected() {
         .unwrap();
     // It is running once its sandbox has the socket: wait for the pack's socket on the host.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !env.root.join("run/packd/api/ctl.control.socket").exists() {
+    while !env
+        .root
+        .join("run/packd/api/ctl.control/packd.socket")
+        .exists()
+    {
         assert!(
             Instant::now() < deadline,
             "the pack's socket never appeared"
@@ -554,7 +558,7 @@ fn shutdown_asks_packd_for_a_reboot_and_nothing_else() {
         .args(["--api", "POST", "/v2/system", reboot])
         .env(
             "PACKD_SOCKET",
-            env.root.join("run/packd/api/sd.shutdown.socket"),
+            env.root.join("run/packd/api/sd.shutdown/packd.socket"),
         )
         .output()
         .unwrap();

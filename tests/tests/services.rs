@@ -79,9 +79,17 @@ fn a_service_runs_from_install_logs_and_follows_start_stop_and_boot() {
         "  tick:\n    command: bin/tick\n    daemon: simple\n  tool:\n    command: bin/tick\n",
         &[("bin/tick", TICK)],
     );
-    // Only the daemon is a service; it runs as soon as the install is done.
+    // Only the daemon is a service; it runs as soon as the install is done, and its pid is
+    // its sandbox's.
+    let mut listed = json(&env.pack(["services", "--json"]).ok());
+    let pid = listed[0]
+        .as_object_mut()
+        .and_then(|o| o.remove("pid"))
+        .and_then(|p| p.as_i64())
+        .expect("a running service has a pid");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
     assert_eq!(
-        json(&env.pack(["services", "--json"]).ok()),
+        listed,
         serde_json::json!([{"pack": "svc", "name": "tick", "daemon": "simple", "enabled": true, "active": "active"}])
     );
     eventually("its output is in its log", || {

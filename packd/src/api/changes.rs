@@ -7,14 +7,21 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::Api;
 use super::response::{ApiError, ApiResult, sync};
 use super::types::{ChangeInfo, TaskInfo};
-use crate::daemon::Daemon;
 use crate::error::Error;
 use crate::state::{Change, Status};
 
 /// How long `?wait=true` holds a request before answering with the change as it is.
 const LONG_POLL: Duration = Duration::from_secs(10);
+
+fn not_found(id: u64) -> Error {
+    Error::NotFound {
+        kind: packd_api::ErrorKind::ChangeNotFound,
+        message: format!("change {id} not found; see 'pack changes'"),
+    }
+}
 
 pub fn status_word(s: Status) -> String {
     format!("{s:?}")
@@ -59,7 +66,7 @@ pub struct ListQuery {
 }
 
 /// `GET /v2/changes?select=all|in-progress|ready` (default all).
-pub async fn list(State(d): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> ApiResult {
+pub async fn list(State(d): State<Arc<Api>>, Query(q): Query<ListQuery>) -> ApiResult {
     let select = q.select.as_deref().unwrap_or("all");
     let keep: fn(&Change) -> bool = match select {
         "all" => |_| true,
@@ -90,7 +97,7 @@ pub struct GetQuery {
 
 /// `GET /v2/changes/{id}[?wait=true]`.
 pub async fn get(
-    State(d): State<Arc<Daemon>>,
+    State(d): State<Arc<Api>>,
     Path(id): Path<String>,
     Query(q): Query<GetQuery>,
 ) -> ApiResult<Response> {
@@ -99,10 +106,7 @@ pub async fn get(
     })?;
     let mut updates = d.store.subscribe();
     let snapshot = || d.store.read(|s| s.changes.get(&id).map(change_info));
-    let mut info = snapshot().ok_or_else(|| Error::NotFound {
-        kind: "change-not-found",
-        message: format!("change {id} not found; see 'pack changes'"),
-    })?;
+    let mut info = snapshot().ok_or_else(|| not_found(id))?;
     if q.wait && !info.ready {
         let before = info.clone();
         let deadline = tokio::time::Instant::now() + LONG_POLL;
@@ -127,7 +131,7 @@ pub struct ChangeAction {
 /// `POST /v2/changes/{id}` with `{"action": "abort"}` (root): stops the change and undoes what
 /// it did.
 pub async fn action(
-    State(d): State<Arc<Daemon>>,
+    State(d): State<Arc<Api>>,
     axum::Extension(peer): axum::Extension<super::Peer>,
     Path(id): Path<String>,
     axum::Json(req): axum::Json<ChangeAction>,
@@ -143,12 +147,9 @@ pub async fn action(
         ApiError::bad_request(format!("invalid change id {id:?}; see 'pack changes'"))
     })?;
     let info = d.store.update(|s| {
-        let c = s.changes.get_mut(&id).ok_or_else(|| Error::NotFound {
-            kind: "change-not-found",
-            message: format!("change {id} not found; see 'pack changes'"),
-        })?;
+        let c = s.changes.get_mut(&id).ok_or_else(|| not_found(id))?;
         c.abort("aborted by root").map_err(Error::bad)?;
-        Ok(change_info(c))
+        Ok::<_, Error>(change_info(c))
     })?;
     tracing::warn!(change = id, "change aborted");
     Ok(sync(info))

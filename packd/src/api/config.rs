@@ -7,9 +7,9 @@ use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use serde::Deserialize;
 
+use super::Api;
 use super::Peer;
 use super::response::{ApiError, ApiResult, sync};
-use crate::daemon::Daemon;
 use crate::state::config;
 
 fn only_system(name: &str) -> Result<(), ApiError> {
@@ -30,7 +30,7 @@ pub struct Keys {
 
 /// `GET /v2/packs/system/conf[?keys=a,b]`: values (defaults where unset).
 pub async fn get(
-    State(d): State<Arc<Daemon>>,
+    State(d): State<Arc<Api>>,
     Path(name): Path<String>,
     Query(q): Query<Keys>,
 ) -> ApiResult {
@@ -46,14 +46,14 @@ pub async fn get(
                 config::check(k, config::get(&s.config, k))?;
                 Ok((k.clone(), config::get(&s.config, k).to_string()))
             })
-            .collect::<crate::error::Result<BTreeMap<String, String>>>()
+            .collect::<Result<BTreeMap<String, String>, crate::error::ConfigError>>()
     })?;
     Ok(sync(out))
 }
 
 /// `PUT /v2/packs/system/conf` with `{"KEY": "VALUE", …}` (root): all or nothing.
 pub async fn set(
-    State(d): State<Arc<Daemon>>,
+    State(d): State<Arc<Api>>,
     Extension(peer): Extension<Peer>,
     Path(name): Path<String>,
     Json(values): Json<BTreeMap<String, String>>,
@@ -65,7 +65,7 @@ pub async fn set(
     }
     d.store.update(|s| {
         s.config.extend(values.clone());
-        Ok(())
+        Ok::<_, crate::error::Error>(())
     })?;
     Ok(sync(values))
 }

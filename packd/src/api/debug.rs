@@ -5,12 +5,11 @@ use std::sync::Arc;
 use axum::extract::{Extension, Query, State};
 use serde::Deserialize;
 
+use super::Api;
 use super::Peer;
 use super::response::{ApiResult, sync};
-use crate::daemon::Daemon;
-use crate::error::Error;
-use crate::launch::instance;
-use crate::launch::{AppRef, Invocation};
+use crate::error::{Error, IoContext};
+use crate::launch::{AppRef, Invocation, LaunchError};
 
 #[derive(Debug, Deserialize)]
 pub struct AppQuery {
@@ -24,7 +23,7 @@ pub type SandboxReport = packd_api::debug::SandboxReport<confine::SandboxSpec>;
 
 /// `GET /v2/debug/sandbox?app=NAME.APP`: the spec and which layers are active.
 pub async fn sandbox(
-    State(d): State<Arc<Daemon>>,
+    State(d): State<Arc<Api>>,
     Extension(peer): Extension<Peer>,
     Query(q): Query<AppQuery>,
 ) -> ApiResult {
@@ -36,15 +35,15 @@ pub async fn sandbox(
         cwd: "/".into(),
         ..Default::default()
     };
-    let d2 = d.clone();
-    let report = tokio::task::spawn_blocking(move || -> Result<_, Error> {
-        let prepared = instance::prepare_unchecked(&d2, &target, inv)?;
+    let l = d.launcher.clone();
+    let report = tokio::task::spawn_blocking(move || -> Result<_, LaunchError> {
+        let prepared = l.prepare_unchecked(&target, inv)?;
         let devmode = prepared.resolved.meta.confinement == packfmt::meta::Confinement::Devmode;
-        let spec = prepared.spec(&d2)?;
+        let spec = prepared.spec(&l)?;
         Ok(SandboxReport {
             app: target.to_string(),
             confinement: prepared.resolved.meta.confinement.as_str().into(),
-            layers: d2
+            layers: l
                 .features
                 .layers(devmode)
                 .into_iter()
@@ -57,22 +56,23 @@ pub async fn sandbox(
         })
     })
     .await
-    .map_err(|e| Error::Internal(format!("cannot build the report: {e}")))??;
+    .map_err(|e| Error::bad(format!("cannot build the report: {e}")))??;
     Ok(sync(report))
 }
 
 /// `GET /v2/debug/apparmor?app=NAME.APP`: the app's generated AppArmor profile.
-pub async fn apparmor(State(d): State<Arc<Daemon>>, Query(q): Query<AppQuery>) -> ApiResult {
+pub async fn apparmor(State(d): State<Arc<Api>>, Query(q): Query<AppQuery>) -> ApiResult {
     let target: AppRef = q.app.parse()?;
     let r = d.store.read(|s| crate::launch::resolve(s, &target))?;
     let path = d.paths.apparmor_profile(&r.name, r.revision, &r.app);
     let profile = std::fs::read_to_string(&path)
-        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        .ctx("read", &path)
+        .map_err(LaunchError::from)?;
     Ok(sync(AppArmorReport {
         app: target.to_string(),
         label: crate::policy::apparmor::label(&r.name, &r.app),
         profile,
-        kernel: if d.features.apparmor {
+        kernel: if d.launcher.features.apparmor {
             "loaded and enforced".into()
         } else {
             "unavailable: this kernel has no AppArmor, so the profile is generated and checked but not loaded".into()

@@ -1,5 +1,5 @@
 //! The HTTP/1.1 + JSON API on a Unix socket, shaped like snapd's `/v2`. Handlers are thin: they
-//! parse, check the caller, and call the daemon's managers.
+//! parse, check the caller, call a manager, and answer ([`Api`] is what they reach).
 //!
 //! The caller is known only by `SO_PEERCRED` (integers from the kernel, never a string the
 //! client controls: snapd's CVE-2019-7304 lesson). Root may change the system; anyone may read.
@@ -29,8 +29,28 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 use tower::ServiceExt;
 
-use crate::daemon::Daemon;
 use response::ApiError;
+
+use crate::connections::ConnectionManager;
+use crate::launch::Launcher;
+use crate::packs::PackManager;
+use crate::paths::Paths;
+use crate::services::ServiceManager;
+use crate::state::Store;
+
+/// What the handlers reach: the state (to read) and the managers (to act).
+pub struct Api {
+    pub store: Arc<Store>,
+    pub paths: Paths,
+    /// The main socket, as `system-info` reports it.
+    pub socket: std::path::PathBuf,
+    pub packs: Arc<PackManager>,
+    pub connections: Arc<ConnectionManager>,
+    pub services: Arc<ServiceManager>,
+    pub launcher: Arc<Launcher>,
+    /// Runs reboots and power-offs (`COMMAND reboot|power-off`); `None`: `reboot`/`poweroff`.
+    pub system_command: Option<std::path::PathBuf>,
+}
 
 /// Who is calling, from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +89,7 @@ impl Peer {
     }
 }
 
-pub fn router(daemon: Arc<Daemon>) -> Router {
+pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/v2/system-info", get(packs::system_info))
         .route("/v2/packs", get(packs::list).post(packs::install))
@@ -97,10 +117,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(
-            daemon.clone(),
+            api.clone(),
             sockets::authorize,
         ))
-        .with_state(daemon)
+        .with_state(api)
 }
 
 /// Descriptors that came attached to a connection's first bytes (see [`fdpass`]), for the

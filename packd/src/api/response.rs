@@ -34,25 +34,17 @@ impl ApiError {
     }
 }
 
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let (status, kind) = match &e {
-            Error::BadRequest(_) | Error::Meta(_) | Error::Image(_) => {
-                (StatusCode::BAD_REQUEST, "bad-request")
-            }
-            Error::NotFound { kind, .. } => (StatusCode::NOT_FOUND, *kind),
-            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "permission-denied"),
-            Error::Conflict(_) => (StatusCode::CONFLICT, "change-conflict"),
-            Error::Sandbox(_) => (StatusCode::INTERNAL_SERVER_ERROR, "sandbox-failed"),
-            Error::Service(_) => (StatusCode::INTERNAL_SERVER_ERROR, "service-failed"),
-            Error::Io { .. } | Error::Internal(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal-error")
-            }
-        };
+/// The one place a daemon error becomes an answer: its kind fixes the HTTP status.
+impl<E: Into<Error>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        let e: Error = e.into();
+        let kind = e.kind();
+        let status =
+            StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }
-        ApiError::new(status, kind, e.to_string())
+        ApiError::new(status, kind.as_str(), e.to_string())
     }
 }
 

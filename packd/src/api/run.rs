@@ -22,16 +22,16 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 
+use super::Api;
 use super::response::{ApiError, ApiResult};
 use super::types::{RUN_DEVMODE_HEADER, RUN_PROTOCOL, RunControl, RunEvent, RunRequest};
 use super::{PassedFds, Peer};
-use crate::daemon::Daemon;
 use crate::error::Error;
-use crate::launch::instance::{self, Running, Stdio3};
-use crate::launch::{AppRef, Invocation};
+use crate::launch::instance::{Running, Stdio3};
+use crate::launch::{AppRef, Invocation, LaunchError};
 
 pub async fn run(
-    State(d): State<Arc<Daemon>>,
+    State(d): State<Arc<Api>>,
     Extension(peer): Extension<Peer>,
     Extension(passed): Extension<PassedFds>,
     mut req: Request,
@@ -87,12 +87,12 @@ pub async fn run(
         caller_exit,
     };
     // A few metadata reads and directory checks: quicker here than on a blocking thread.
-    let prepared = instance::prepare(&d, &target, inv)?;
+    let prepared = d.launcher.prepare(&target, inv)?;
     let devmode = prepared.resolved.meta.confinement == packfmt::meta::Confinement::Devmode;
     let label = format!("{}.{}", prepared.resolved.name, prepared.resolved.app);
     let starting = {
-        let d = d.clone();
-        tokio::spawn(async move { prepared.start(&d, stdio).await })
+        let l = d.launcher.clone();
+        tokio::spawn(async move { prepared.start(&l, stdio).await })
     };
     tokio::spawn(async move {
         let upgraded = on_upgrade.await;
@@ -119,7 +119,7 @@ pub async fn run(
         // Told now, so the caller can warn before the app's first output.
         .header(RUN_DEVMODE_HEADER, if devmode { "true" } else { "false" })
         .body(Body::empty())
-        .map_err(|e| Error::Internal(format!("cannot build the response: {e}")).into())
+        .map_err(|e| Error::bad(format!("cannot build the response: {e}")).into())
 }
 
 async fn send(w: &mut OwnedWriteHalf, event: &RunEvent) {
@@ -132,20 +132,18 @@ async fn send(w: &mut OwnedWriteHalf, event: &RunEvent) {
 /// One app run, from the client's descriptors to its exit status.
 async fn session(
     stream: UnixStream,
-    starting: tokio::task::JoinHandle<Result<Running, (String, i32)>>,
+    starting: tokio::task::JoinHandle<Result<Running, LaunchError>>,
     label: String,
     devmode: bool,
 ) {
-    let started = starting.await.unwrap_or_else(|e| {
-        Err((
-            format!("the launch crashed: {e}"),
-            instance::EXIT_NOT_STARTED,
-        ))
-    });
+    let started = starting
+        .await
+        .unwrap_or_else(|e| Err(LaunchError::Helper(format!("the launch crashed: {e}"))));
     let (read, mut write) = stream.into_split();
     let mut running = match started {
         Ok(running) => running,
-        Err((message, code)) => {
+        Err(e) => {
+            let (message, code) = (e.to_string(), e.exit_code());
             tracing::info!(app = %label, %message, "run: app did not start");
             send(&mut write, &RunEvent::Error { message, code }).await;
             return;

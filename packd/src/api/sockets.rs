@@ -1,6 +1,9 @@
 //! The API sockets bound into sandboxes: one per pack and access level, made the first time an
-//! app with a `packd-control` or `shutdown` connection starts, at `run/packd/api/` (root-only
-//! directory) on the host and at `/run/packd.socket` inside.
+//! app with a `packd-control` or `shutdown` connection starts, each in a directory of its own
+//! under `run/packd/api/` (root-only) on the host, bound at `/run/packd/` inside with
+//! `/run/packd.socket` pointing into it. The directory stays when packd stops: a restarted
+//! packd makes the sockets of the packs that still have a connection again ([`PackSockets::
+//! restore`]), and apps that kept running find them where they were.
 //!
 //! Why a socket per pack rather than the main one: the listener a request arrives on says which
 //! pack sent it, with nothing to parse or trust (a sandbox sees only its own socket, and host
@@ -20,25 +23,62 @@ use axum::response::{IntoResponse, Response};
 use interfaces::Socket;
 use tokio::task::JoinHandle;
 
+use super::Api;
 use super::response::ApiError;
 use super::{Origin, Peer};
-use crate::daemon::Daemon;
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, IoError};
 use crate::fsutil;
-
-/// Where a sandbox finds its socket.
-pub const INSIDE: &str = "/run/packd.socket";
+use crate::launch::LaunchError;
 
 /// The listeners made so far, by pack and access.
-#[derive(Default)]
 pub struct PackSockets {
+    api: Arc<Api>,
     listening: Mutex<HashMap<(String, Socket), JoinHandle<()>>>,
 }
 
+impl crate::launch::ApiSockets for PackSockets {
+    fn ensure(&self, pack: &str, access: Socket) -> Result<PathBuf, LaunchError> {
+        self.listen(pack, access).map_err(LaunchError::from)
+    }
+}
+
 impl PackSockets {
+    pub fn new(api: Arc<Api>) -> Self {
+        PackSockets {
+            api,
+            listening: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Listens again on the sockets of the packs whose apps may still be running with them
+    /// (a restarted packd): every socket directory whose pack still has that access.
+    pub fn restore(&self) {
+        let Ok(entries) = std::fs::read_dir(self.api.paths.pack_sockets_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some((pack, kind)) = name.rsplit_once('.') else {
+                continue;
+            };
+            let access = match kind {
+                "control" => Socket::Control,
+                "shutdown" => Socket::Shutdown,
+                _ => continue,
+            };
+            if access_now(&self.api, pack).is_some_and(|now| now >= access) {
+                if let Err(e) = self.listen(pack, access) {
+                    tracing::warn!(pack, error = %e, "cannot listen again on a pack's socket");
+                }
+            } else {
+                let _ = fsutil::remove_tree_if_exists(&e.path());
+            }
+        }
+    }
+
     /// The host path of `pack`'s socket for `access`, listening from now on.
-    pub fn ensure(&self, d: &Arc<Daemon>, pack: &str, access: Socket) -> Result<PathBuf> {
-        let path = d.paths.pack_socket(pack, access);
+    fn listen(&self, pack: &str, access: Socket) -> Result<PathBuf, IoError> {
+        let path = self.api.paths.pack_socket(pack, access);
         let mut listening = self
             .listening
             .lock()
@@ -47,8 +87,11 @@ impl PackSockets {
         if listening.get(&key).is_some_and(|t| !t.is_finished()) && path.exists() {
             return Ok(path);
         }
-        let dir = d.paths.pack_sockets_dir();
+        let dir = self.api.paths.pack_sockets_dir();
         fsutil::ensure_dir(&dir, 0o700).ctx("create", &dir)?;
+        // Its own directory, which sandboxes see: any of their users may reach the socket.
+        let own = self.api.paths.pack_socket_dir(pack, access);
+        fsutil::ensure_dir(&own, 0o755).ctx("create", &own)?;
         fsutil::remove_file_if_exists(&path).ctx("remove the stale socket", &path)?;
         let std_listener = std::os::unix::net::UnixListener::bind(&path).ctx("listen on", &path)?;
         // Any user of the sandbox may connect; only sandboxes can reach it (the directory is
@@ -63,7 +106,7 @@ impl PackSockets {
             pack: pack.to_string(),
             access,
         };
-        let router = super::router(d.clone());
+        let router = super::router(self.api.clone());
         let task = tokio::spawn(super::serve(
             listener,
             router,
@@ -76,8 +119,8 @@ impl PackSockets {
         Ok(path)
     }
 
-    /// Stops every listener and removes the sockets.
-    pub fn stop(&self, d: &Daemon) {
+    /// Stops every listener (the directories stay, for the apps that keep running).
+    pub fn stop(&self) {
         let mut listening = self
             .listening
             .lock()
@@ -85,25 +128,25 @@ impl PackSockets {
         for (_, task) in listening.drain() {
             task.abort();
         }
-        let _ = fsutil::remove_tree_if_exists(&d.paths.pack_sockets_dir());
     }
 }
 
 /// The most a pack's connections give it on its sockets now: the strongest socket grant over
 /// its current revision's apps.
-fn access_now(d: &Daemon, pack: &str) -> Option<Socket> {
+fn access_now(d: &Api, pack: &str) -> Option<Socket> {
     d.store.read(|s| {
         let p = s.packs.get(pack)?;
         let rev = p.current_revision()?;
         let by_app =
-            crate::connections::grants_by_app(s, &d.paths, pack, rev.revision, &rev.meta).ok()?;
+            crate::connections::policy::grants_by_app(s, &d.paths, pack, rev.revision, &rev.meta)
+                .ok()?;
         by_app.values().filter_map(|g| g.socket).max()
     })
 }
 
 /// What a request from a pack's socket may do: with `packd-control`, anything its user may;
 /// with `shutdown`, only `POST /v2/system`. Checked against the connections as they are now.
-pub async fn authorize(State(d): State<Arc<Daemon>>, req: Request, next: Next) -> Response {
+pub async fn authorize(State(d): State<Arc<Api>>, req: Request, next: Next) -> Response {
     let origin = req
         .extensions()
         .get::<Peer>()
@@ -117,7 +160,7 @@ pub async fn authorize(State(d): State<Arc<Daemon>>, req: Request, next: Next) -
         .extensions()
         .get::<Peer>()
         .and_then(|p| p.pid)
-        .and_then(|pid| d.sandboxes.pack_of(pid));
+        .and_then(|pid| d.launcher.sandboxes.pack_of(pid));
     if peer_pack.as_deref() != Some(origin.pack.as_str()) {
         return ApiError::forbidden(format!(
             "this socket answers the apps of {} only, from inside their sandboxes",

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::{Extension, Json};
 
+use super::Api;
 use super::Peer;
 use super::response::{ApiError, ApiResult, sync};
 use super::types::SystemRequest;
-use crate::daemon::Daemon;
 
 pub async fn action(
-    State(d): State<Arc<Daemon>>,
+    State(d): State<Arc<Api>>,
     Extension(peer): Extension<Peer>,
     Json(req): Json<SystemRequest>,
 ) -> ApiResult {
@@ -37,7 +37,7 @@ pub async fn action(
     tracing::warn!(action = arg, by = %who, "system action requested");
     // On its own task: the request may come from a service, whose connection goes when the
     // services stop; the reboot must not go with it.
-    let command = d.config.system_command.clone();
+    let command = d.system_command.clone();
     let d = d.clone();
     tokio::spawn(async move {
         // Services stop first, gracefully (stop-command, SIGTERM), before the system goes

@@ -6,6 +6,8 @@
 //! start and runs it again, so every handler must be idempotent. A change in undo mode finishes
 //! undoing.
 
+pub mod registry;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -14,8 +16,10 @@ use std::thread::JoinHandle;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::Result;
-use crate::state::{Change, Plan, Status, Store, TaskKind, now};
+pub use registry::{Registry, TaskHandler};
+
+use crate::error::Error;
+use crate::state::{Change, Plan, StateError, Status, Store, TaskKind, now};
 
 /// Finished changes are forgotten after a day…
 pub const PRUNE_AFTER: u64 = 24 * 3600;
@@ -43,14 +47,75 @@ impl TaskCtx<'_> {
         self.store
     }
 
-    /// A value recorded earlier by this task (e.g. by `do`, for `undo`).
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        self.store.read(|s| {
+    /// What this task recorded so far, as its handler's own type (the default when nothing
+    /// was recorded yet, or when an older packd recorded something else).
+    pub fn data<T: DeserializeOwned + Default>(&self) -> T {
+        self.data_of_task(self.task_id).unwrap_or_default()
+    }
+
+    /// What the task of kind `kind` in this change recorded (another task's record, e.g. what
+    /// a refresh's `copy-data` copied, for its `cleanup`).
+    pub fn data_of<T: DeserializeOwned>(&self, kind: TaskKind) -> Option<T> {
+        let id = self.store.read(|s| {
             s.changes
                 .get(&self.change_id)
-                .and_then(|c| c.tasks.iter().find(|t| t.id == self.task_id))
-                .and_then(|t| t.get(key))
+                .and_then(|c| c.tasks.iter().find(|t| t.kind == kind))
+                .map(|t| t.id)
+        })?;
+        self.data_of_task(id)
+    }
+
+    fn data_of_task<T: DeserializeOwned>(&self, task: u64) -> Option<T> {
+        self.store.read(|s| {
+            let t = s
+                .changes
+                .get(&self.change_id)
+                .and_then(|c| c.tasks.iter().find(|t| t.id == task))?;
+            serde_json::from_value(serde_json::Value::Object(t.data.clone())).ok()
         })
+    }
+
+    /// Records `data` as this task's, persisted at once: record before acting, so a re-run
+    /// after a crash (and the undo) knows what the first run saw.
+    pub fn save<T: Serialize>(&self, data: &T) -> Result<(), StateError> {
+        let value = serde_json::to_value(data).map_err(StateError::TaskData)?;
+        let serde_json::Value::Object(map) = value else {
+            return Err(StateError::TaskData(serde::ser::Error::custom(
+                "task data must be a JSON object",
+            )));
+        };
+        self.store.update(|s| {
+            if let Some(t) = s
+                .changes
+                .get_mut(&self.change_id)
+                .and_then(|c| c.task_mut(self.task_id))
+            {
+                t.data = map;
+            }
+            Ok::<_, StateError>(())
+        })
+    }
+
+    /// The value of one field of this task's record: the one recorded, or `compute`d now and
+    /// recorded before it is returned.
+    pub fn once<D, T, E>(
+        &self,
+        record: &mut D,
+        field: impl Fn(&mut D) -> &mut Option<T>,
+        compute: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        D: Serialize,
+        T: Clone,
+        E: From<StateError>,
+    {
+        if let Some(v) = field(record).clone() {
+            return Ok(v);
+        }
+        let v = compute()?;
+        *field(record) = Some(v.clone());
+        self.save(record)?;
+        Ok(v)
     }
 
     /// Resolves when the change is aborted (or fails elsewhere): long waits in a handler race
@@ -68,36 +133,67 @@ impl TaskCtx<'_> {
             }
         }
     }
-
-    /// Records a value on the task, persisted at once: record before acting, so a re-run after a
-    /// crash still knows what the first run saw.
-    pub fn set<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
-        let value = serde_json::to_value(value)
-            .map_err(|e| crate::error::Error::Internal(format!("cannot encode task data: {e}")))?;
-        self.store.update(|s| {
-            if let Some(t) = s
-                .changes
-                .get_mut(&self.change_id)
-                .and_then(|c| c.task_mut(self.task_id))
-            {
-                t.data.insert(key.to_string(), value);
-            }
-            Ok(())
-        })
-    }
 }
 
-/// The handlers of every task kind (the managers implement this; tests use fakes).
-pub trait Handlers: Send + Sync + 'static {
-    fn run(&self, mode: Mode, ctx: &TaskCtx<'_>) -> Result<()>;
+/// Queues changes for the runner; managers hold one to start the changes they plan.
+#[derive(Clone, Default)]
+pub struct Queue {
+    inner: Arc<QueueInner>,
+}
+
+#[derive(Default)]
+struct QueueInner {
+    ids: Mutex<VecDeque<u64>>,
+    wake: Condvar,
+    stopping: AtomicBool,
+}
+
+impl Queue {
+    pub fn enqueue(&self, change_id: u64) {
+        self.inner
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(change_id);
+        self.inner.wake.notify_one();
+    }
+
+    /// The next change to run; `None` once stopping.
+    fn next(&self) -> Option<u64> {
+        let mut q = self
+            .inner
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if self.stopping() {
+                return None;
+            }
+            if let Some(id) = q.pop_front() {
+                return Some(id);
+            }
+            q = self
+                .inner
+                .wake
+                .wait(q)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::SeqCst)
+    }
+
+    fn stop(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_all();
+    }
 }
 
 struct Inner {
     store: Arc<Store>,
-    handlers: Box<dyn Handlers>,
-    queue: Mutex<VecDeque<u64>>,
-    wake: Condvar,
-    stopping: AtomicBool,
+    registry: Registry,
+    queue: Queue,
 }
 
 /// Runs changes on one worker thread, in the order they were queued.
@@ -107,9 +203,17 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the worker and queues every unfinished change (resuming after a crash).
-    pub fn start(store: Arc<Store>, handlers: Box<dyn Handlers>) -> Engine {
-        let pending: VecDeque<u64> = store.read(|s| {
+    /// Starts the worker on `queue`, with every unfinished change queued first (resuming after
+    /// a crash).
+    pub fn start(store: Arc<Store>, registry: Registry, queue: Queue) -> Engine {
+        let missing = registry.missing();
+        if !missing.is_empty() {
+            tracing::error!(
+                ?missing,
+                "task kinds without a handler; changes with them fail"
+            );
+        }
+        let pending: Vec<u64> = store.read(|s| {
             s.changes
                 .values()
                 .filter(|c| !c.is_ready())
@@ -119,12 +223,20 @@ impl Engine {
         if !pending.is_empty() {
             tracing::info!(changes = ?pending, "resuming unfinished changes");
         }
+        {
+            let mut q = queue
+                .inner
+                .ids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for id in pending.into_iter().rev() {
+                q.push_front(id);
+            }
+        }
         let inner = Arc::new(Inner {
             store,
-            handlers,
-            queue: Mutex::new(pending),
-            wake: Condvar::new(),
-            stopping: AtomicBool::new(false),
+            registry,
+            queue,
         });
         let worker_inner = inner.clone();
         let worker = std::thread::Builder::new()
@@ -141,18 +253,12 @@ impl Engine {
     }
 
     pub fn enqueue(&self, change_id: u64) {
-        self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back(change_id);
-        self.inner.wake.notify_one();
+        self.inner.queue.enqueue(change_id);
     }
 
     /// Stops after the task under way; unfinished changes resume at the next start.
     pub fn stop(&self) {
-        self.inner.stopping.store(true, Ordering::SeqCst);
-        self.inner.wake.notify_all();
+        self.inner.queue.stop();
         let handle = self
             .worker
             .lock()
@@ -165,19 +271,7 @@ impl Engine {
 }
 
 fn worker(inner: &Inner) {
-    loop {
-        let next = {
-            let mut q = inner.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            loop {
-                if inner.stopping.load(Ordering::SeqCst) {
-                    return;
-                }
-                if let Some(id) = q.pop_front() {
-                    break id;
-                }
-                q = inner.wake.wait(q).unwrap_or_else(PoisonError::into_inner);
-            }
-        };
+    while let Some(next) = inner.queue.next() {
         if let Err(e) = run_change(inner, next) {
             // Only state-persistence failures get here; the change stays unfinished and
             // resumes at the next start.
@@ -185,7 +279,7 @@ fn worker(inner: &Inner) {
         }
         let pruned = inner
             .store
-            .update(|s| Ok(s.prune_changes(now(), PRUNE_AFTER, KEEP_FINISHED)));
+            .update(|s| Ok::<_, StateError>(s.prune_changes(now(), PRUNE_AFTER, KEEP_FINISHED)));
         if let Ok(n @ 1..) = pruned {
             tracing::debug!(changes = n, "forgot old finished changes");
         }
@@ -213,15 +307,15 @@ fn next_step(change: &Change) -> Option<(usize, Mode)> {
     }
 }
 
-fn run_change(inner: &Inner, change_id: u64) -> Result<()> {
+fn run_change(inner: &Inner, change_id: u64) -> Result<(), StateError> {
     loop {
-        if inner.stopping.load(Ordering::SeqCst) {
+        if inner.queue.stopping() {
             return Ok(());
         }
         // Pick the step and mark it in progress, persisted before the handler runs.
         let picked = inner.store.update(|s| {
             let Some(change) = s.changes.get_mut(&change_id) else {
-                return Ok(None);
+                return Ok::<_, StateError>(None);
             };
             let Some((i, mode)) = next_step(change) else {
                 if change.ready_time.is_none() {
@@ -254,11 +348,11 @@ fn run_change(inner: &Inner, change_id: u64) -> Result<()> {
             "running task"
         );
         crate::testing::crash_point(kind, mode, "before");
-        let result = inner.handlers.run(mode, &ctx);
+        let result = run_task(&inner.registry, mode, &ctx);
         crate::testing::crash_point(kind, mode, "after");
         inner.store.update(|s| {
             let Some(change) = s.changes.get_mut(&change_id) else {
-                return Ok(());
+                return Ok::<_, StateError>(());
             };
             finish_step(
                 change,
@@ -269,6 +363,22 @@ fn run_change(inner: &Inner, change_id: u64) -> Result<()> {
             Ok(())
         })?;
     }
+}
+
+fn run_task(registry: &Registry, mode: Mode, ctx: &TaskCtx<'_>) -> Result<(), Error> {
+    let Some(handler) = registry.get(ctx.kind) else {
+        return Err(Error::bad(format!(
+            "this packd has no handler for {:?} tasks (was the change made by another version?)",
+            ctx.kind
+        )));
+    };
+    registry.run_around();
+    let result = match mode {
+        Mode::Do => handler.do_task(ctx),
+        Mode::Undo => handler.undo_task(ctx),
+    };
+    registry.run_around();
+    result
 }
 
 /// Records a step's outcome. A failed `do` turns every finished task to `Undo` and every waiting

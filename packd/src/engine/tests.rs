@@ -15,8 +15,22 @@ struct Fake {
     abort_in: Option<TaskKind>,
 }
 
-impl Handlers for Arc<Fake> {
-    fn run(&self, mode: Mode, ctx: &TaskCtx<'_>) -> Result<()> {
+/// What the fake records on a task it ran.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Ran {
+    ran: Option<bool>,
+}
+
+impl Fake {
+    fn do_task(&self, ctx: &TaskCtx<'_>) -> Result<(), Error> {
+        self.run(Mode::Do, ctx)
+    }
+
+    fn undo_task(&self, ctx: &TaskCtx<'_>) -> Result<(), Error> {
+        self.run(Mode::Undo, ctx)
+    }
+
+    fn run(&self, mode: Mode, ctx: &TaskCtx<'_>) -> Result<(), Error> {
         self.calls
             .lock()
             .unwrap()
@@ -35,14 +49,22 @@ impl Handlers for Arc<Fake> {
                     .unwrap()
                     .abort("aborted")
                     .unwrap();
-                Ok(())
+                Ok::<_, StateError>(())
             })?;
         }
         if mode == Mode::Do {
-            ctx.set("ran", &true)?;
+            ctx.save(&Ran { ran: Some(true) })?;
         }
         Ok(())
     }
+}
+
+fn start(store: &Arc<Store>, fake: &Arc<Fake>) -> Engine {
+    let mut registry = Registry::default();
+    for kind in KINDS {
+        registry.register(kind, fake, Fake::do_task, Fake::undo_task);
+    }
+    Engine::start(store.clone(), registry, Queue::default())
 }
 
 const KINDS: [TaskKind; 4] = [
@@ -55,7 +77,7 @@ const KINDS: [TaskKind; 4] = [
 fn add_change(store: &Store) -> u64 {
     store
         .update(|s| {
-            Ok(s.add_change(
+            Ok::<_, StateError>(s.add_change(
                 "install-pack",
                 "Install".into(),
                 Plan::Remove {
@@ -90,12 +112,16 @@ fn setup(fake: Fake) -> (tempfile::TempDir, Arc<Store>, Arc<Fake>) {
 fn runs_every_task_in_order() {
     let (_d, store, fake) = setup(Fake::default());
     let id = add_change(&store);
-    let engine = Engine::start(store.clone(), Box::new(fake.clone()));
+    let engine = start(&store, &fake);
     engine.enqueue(id);
     let c = wait_ready(&store, id);
     engine.stop();
     assert_eq!(c.status(), Status::Done);
-    assert!(c.tasks.iter().all(|t| t.get::<bool>("ran") == Some(true)));
+    assert!(
+        c.tasks
+            .iter()
+            .all(|t| t.data.get("ran") == Some(&serde_json::json!(true)))
+    );
     assert_eq!(
         *fake.calls.lock().unwrap(),
         [
@@ -114,7 +140,7 @@ fn failure_undoes_finished_tasks_in_reverse() {
         ..Default::default()
     });
     let id = add_change(&store);
-    let engine = Engine::start(store.clone(), Box::new(fake.clone()));
+    let engine = start(&store, &fake);
     engine.enqueue(id);
     let c = wait_ready(&store, id);
     engine.stop();
@@ -146,7 +172,7 @@ fn failed_undo_is_logged_and_undoing_goes_on() {
         ..Default::default()
     });
     let id = add_change(&store);
-    let engine = Engine::start(store.clone(), Box::new(fake.clone()));
+    let engine = start(&store, &fake);
     engine.enqueue(id);
     let c = wait_ready(&store, id);
     engine.stop();
@@ -168,10 +194,10 @@ fn a_task_left_doing_by_a_crash_runs_again_on_start() {
             let c = s.changes.get_mut(&id).unwrap();
             c.tasks[0].status = Status::Done;
             c.tasks[1].status = Status::Doing;
-            Ok(())
+            Ok::<_, StateError>(())
         })
         .unwrap();
-    let engine = Engine::start(store.clone(), Box::new(fake.clone()));
+    let engine = start(&store, &fake);
     let c = wait_ready(&store, id);
     engine.stop();
     assert_eq!(c.status(), Status::Done);
@@ -192,10 +218,10 @@ fn a_change_caught_undoing_finishes_undoing() {
             c.tasks[1].status = Status::Undoing;
             c.tasks[2].status = Status::Error;
             c.tasks[3].status = Status::Hold;
-            Ok(())
+            Ok::<_, StateError>(())
         })
         .unwrap();
-    let engine = Engine::start(store.clone(), Box::new(fake.clone()));
+    let engine = start(&store, &fake);
     let c = wait_ready(&store, id);
     engine.stop();
     assert_eq!(c.status(), Status::Error);
@@ -212,7 +238,7 @@ fn an_abort_holds_what_has_not_run_and_undoes_what_has() {
         ..Default::default()
     });
     let id = add_change(&store);
-    let engine = Engine::start(store.clone(), Box::new(fake.clone()));
+    let engine = start(&store, &fake);
     engine.enqueue(id);
     let c = wait_ready(&store, id);
     engine.stop();
@@ -240,4 +266,106 @@ fn an_abort_holds_what_has_not_run_and_undoes_what_has() {
             .unwrap_err()
             .contains("only unfinished")
     );
+}
+
+#[test]
+fn a_kind_without_a_handler_fails_its_change_with_the_reason() {
+    let (_d, store, fake) = setup(Fake::default());
+    let id = add_change(&store);
+    // Only the first two kinds have handlers.
+    let mut registry = Registry::default();
+    for kind in &KINDS[..2] {
+        registry.register(*kind, &fake, Fake::do_task, Fake::undo_task);
+    }
+    assert_eq!(registry.missing().len(), TaskKind::ALL.len() - 2);
+    let engine = Engine::start(store.clone(), registry, Queue::default());
+    engine.enqueue(id);
+    let c = wait_ready(&store, id);
+    engine.stop();
+    assert_eq!(c.status(), Status::Error);
+    assert!(
+        c.err
+            .as_deref()
+            .unwrap()
+            .contains("no handler for CopyData"),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn around_hooks_run_before_and_after_every_task() {
+    let (_d, store, fake) = setup(Fake::default());
+    let id = add_change(&store);
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut registry = Registry::default();
+    for kind in KINDS {
+        registry.register(kind, &fake, Fake::do_task, Fake::undo_task);
+    }
+    let c2 = count.clone();
+    registry.around(move || {
+        c2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let engine = Engine::start(store.clone(), registry, Queue::default());
+    engine.enqueue(id);
+    wait_ready(&store, id);
+    engine.stop();
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        2 * KINDS.len()
+    );
+}
+
+#[test]
+fn typed_records_survive_and_fields_are_computed_once() {
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Rec {
+        old_current: Option<Option<String>>,
+        copies: Option<Vec<String>>,
+    }
+    let (_d, store, _) = setup(Fake::default());
+    let id = add_change(&store);
+    let task_id = store.read(|s| s.changes[&id].tasks[0].id);
+    let ctx = TaskCtx {
+        store: &store,
+        change_id: id,
+        task_id,
+        kind: KINDS[0],
+        plan: store.read(|s| s.changes[&id].plan.clone()),
+    };
+    let mut rec: Rec = ctx.data();
+    let mut computed = 0;
+    let first = ctx
+        .once(
+            &mut rec,
+            |r| &mut r.copies,
+            || {
+                computed += 1;
+                Ok::<_, StateError>(vec!["a".to_string()])
+            },
+        )
+        .unwrap();
+    // A re-run (after a crash) reads what was recorded instead of computing it again.
+    let mut again: Rec = ctx.data();
+    let second = ctx
+        .once(
+            &mut again,
+            |r| &mut r.copies,
+            || Ok::<_, StateError>(vec!["b".to_string()]),
+        )
+        .unwrap();
+    assert_eq!(
+        (first, second, computed),
+        (vec!["a".to_string()], vec!["a".to_string()], 1)
+    );
+    // An older packd's record (string keys in kebab-case) reads as the same type.
+    store
+        .update(|s| {
+            let t = s.changes.get_mut(&id).unwrap().task_mut(task_id).unwrap();
+            t.data.insert("old-current".into(), serde_json::json!("x1"));
+            Ok::<_, StateError>(())
+        })
+        .unwrap();
+    assert_eq!(ctx.data::<Rec>().old_current, Some(Some("x1".to_string())));
+    assert_eq!(ctx.data_of::<Rec>(KINDS[0]).unwrap().copies.unwrap(), ["a"]);
 }

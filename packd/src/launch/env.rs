@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 
 use packfmt::meta::{App, MetaSource, host_arch};
 
-use super::{Invocation, Resolved};
-use crate::error::{Error, Result};
+use super::{Invocation, LaunchError, Resolved};
 
 /// Variables never taken from the caller: the dynamic loader's (CVE-2020-27348 put the cwd in
 /// `LD_LIBRARY_PATH`), glibc's tunables, and everything packd itself sets.
@@ -120,16 +119,16 @@ pub fn command_argv(
     r: &Resolved,
     command: &str,
     env: &BTreeMap<String, String>,
-) -> Result<Vec<String>> {
+) -> Result<Vec<String>, LaunchError> {
     let mut argv: Vec<String> = split_command(command)
         .iter()
         .map(|w| expand(w, env))
         .collect();
     let Some(first) = argv.first_mut() else {
-        return Err(Error::Internal(format!(
-            "app {:?} of pack {:?} has an empty command",
-            r.app, r.name
-        )));
+        return Err(LaunchError::EmptyCommand {
+            pack: r.name.clone(),
+            app: r.app.clone(),
+        });
     };
     if !first.starts_with('/') {
         *first = format!("/pack/{}/{}/{first}", r.name, r.revision);

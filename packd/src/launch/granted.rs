@@ -7,7 +7,10 @@ use confine::MountOp;
 use confine::cgroup::DeviceRule;
 use interfaces::Grants;
 
-use crate::error::{Error, IoContext, Result};
+use super::LaunchError;
+use crate::error::IoContext;
+
+type Result<T> = std::result::Result<T, LaunchError>;
 
 /// Grants resolved for one launch.
 #[derive(Debug, Clone, Default)]
@@ -26,11 +29,9 @@ pub struct Granted {
 pub fn resolve(root: &Path, base: &Path, grants: Grants, uid: u32) -> Result<Granted> {
     let mut out = Granted::default();
     for d in &grants.devices {
-        let md = std::fs::metadata(&d.host).map_err(|e| {
-            Error::bad(format!(
-                "the device {} of this app's connection is not available: {e}",
-                d.host.display()
-            ))
+        let md = std::fs::metadata(&d.host).map_err(|e| LaunchError::DeviceUnavailable {
+            path: d.host.clone(),
+            error: e.to_string(),
         })?;
         use std::os::unix::fs::FileTypeExt;
         use std::os::unix::fs::MetadataExt;
@@ -43,10 +44,7 @@ pub fn resolve(root: &Path, base: &Path, grants: Grants, uid: u32) -> Result<Gra
                 access: "rw".into(),
             });
         } else if md.file_type().is_block_device() {
-            return Err(Error::bad(format!(
-                "{} is a block device; interfaces give access to character devices only",
-                d.host.display()
-            )));
+            return Err(LaunchError::BlockDevice(d.host.clone()));
         }
         out.dev_mounts.push(MountOp::Device {
             source: d.host.clone(),
@@ -58,12 +56,10 @@ pub fn resolve(root: &Path, base: &Path, grants: Grants, uid: u32) -> Result<Gra
         // provider can write to: relative to `var/pack`, never through a symlink.
         let data = root.join("var/pack");
         let beneath = if b.create_source {
-            let rel = b.source.strip_prefix(&data).map_err(|_| {
-                Error::Internal(format!(
-                    "a content source outside the packs' data: {}",
-                    b.source.display()
-                ))
-            })?;
+            let rel = b
+                .source
+                .strip_prefix(&data)
+                .map_err(|_| LaunchError::ContentOutside(b.source.clone()))?;
             // Made empty when missing, like the data directories around it, so the consumer's
             // launch need not wait for the provider's app to make it; a symlink on the way is
             // refused, not followed (it could point the consumer's writable bind at the host).
@@ -87,10 +83,10 @@ pub fn resolve(root: &Path, base: &Path, grants: Grants, uid: u32) -> Result<Gra
             } else {
                 ("the host has no", &b.source)
             };
-            return Err(Error::bad(format!(
-                "cannot set up a connection of this app: {what} {}",
-                path.display()
-            )));
+            return Err(LaunchError::GrantMissing {
+                what,
+                path: path.clone(),
+            });
         }
         if b.create_target {
             out.mounts.push(MountOp::Mkdir {
@@ -151,7 +147,7 @@ fn home(root: &Path, uid: u32, out: &mut Granted) -> Result<()> {
     let entries = match std::fs::read_dir(&host) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).ctx("read", &host),
+        Err(e) => return Err(e).ctx("read", &host).map_err(Into::into),
     };
     out.mounts.push(MountOp::Tmpfs {
         target: scaffold.clone(),

@@ -1,13 +1,17 @@
-//! One launch, from a request to a running confined process and back: the single path every
-//! `pack run` (and later every service and hook) goes through.
+//! One launch through the zygote, from a request to a running confined process and back:
+//! `pack run`'s apps, hooks and `stop-command`s. (A service's sandbox is run by its monitor
+//! instead; see [`super::service`].) Everything a launch needs from the host is checked and
+//! prepared first ([`Launcher::prepare`]), then [`Prepared::start`] builds the sandbox.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
-use confine::cgroup::Cgroup;
+use confine::proto::Template;
 use confine::{Report, SandboxSpec};
+use packd_api::exit;
 use packfmt::meta::Confinement;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
@@ -15,100 +19,105 @@ use tokio::sync::oneshot;
 
 use super::templates::MountTemplates;
 use super::zygote::{Slot, Started};
-use confine::proto::Template;
+use super::{AppRef, Context, Invocation, LaunchError, Launcher, Resolved};
+use crate::system::Cgroups;
 
-use super::{AppRef, Context, Invocation, Resolved};
-use crate::daemon::Daemon;
-use crate::error::{Error, Result};
+type Result<T> = std::result::Result<T, LaunchError>;
+
+impl Launcher {
+    /// Resolves the app and refuses, with a message naming it, a strict app whose required
+    /// layer this kernel lacks; prepares the private /tmp and the caller's data directories.
+    pub fn prepare(&self, target: &AppRef, inv: Invocation) -> Result<Prepared> {
+        self.strict(self.prepare_unchecked(target, inv)?)
+    }
+
+    /// Refuses a strict launch whose required layer this kernel lacks.
+    fn strict(&self, prepared: Prepared) -> Result<Prepared> {
+        let r = &prepared.resolved;
+        if prepared.resolved.meta.confinement == Confinement::Strict
+            && let Some(missing) = self.features.missing_for_strict()
+        {
+            return Err(LaunchError::Strict {
+                target: r.label(),
+                missing,
+            });
+        }
+        Ok(prepared)
+    }
+
+    /// [`Self::prepare`] without the strict check, for `pack debug sandbox`, which must show
+    /// a sandbox even when it would be refused.
+    pub fn prepare_unchecked(&self, target: &AppRef, inv: Invocation) -> Result<Prepared> {
+        self.prepare_from(inv, |s| super::resolve(s, target))
+    }
+
+    /// A launch of hook `hook` of `pack` (as root, for the hook tasks), refused like
+    /// [`Self::prepare`] when a strict layer is missing.
+    pub fn prepare_hook(&self, pack: &str, hook: &str, inv: Invocation) -> Result<Prepared> {
+        self.strict(self.prepare_from(inv, |s| super::resolve_hook(s, pack, hook))?)
+    }
+
+    fn prepare_from(
+        &self,
+        inv: Invocation,
+        find: impl FnOnce(&crate::state::State) -> Result<Resolved>,
+    ) -> Result<Prepared> {
+        let (resolved, grants) = self.store.read(|s| {
+            let r = find(s)?;
+            let mut by_app = crate::connections::policy::grants_by_app(
+                s,
+                &self.paths,
+                &r.name,
+                r.revision,
+                &r.meta,
+            )?;
+            let grants = by_app.remove(&r.app).unwrap_or_default();
+            Ok::<_, LaunchError>((r, grants))
+        })?;
+        let target = resolved.label();
+        let base = self.paths.mount_dir(&resolved.base, resolved.base_revision);
+        let granted = super::granted::resolve(self.paths.root(), &base, grants, inv.uid)?;
+        let seccomp = self
+            .paths
+            .seccomp_profile(&resolved.name, resolved.revision, &resolved.app);
+        if !seccomp.is_file() {
+            return Err(LaunchError::MissingProfile {
+                target,
+                path: seccomp,
+            });
+        }
+        let private_tmp = super::spec::prepare_private_tmp(&self.paths, &resolved.name)?;
+        super::spec::prepare_user_dirs(&self.paths, &resolved, inv.uid, inv.gid)?;
+        Ok(Prepared {
+            ctx: Context {
+                private_tmp,
+                hostname: self.hostname.clone(),
+                cgroup: None,
+                seccomp: Some(seccomp),
+                granted,
+                service: None,
+            },
+            resolved,
+            inv,
+        })
+    }
+
+    /// The API socket's directory of `pack` for `access`, listening from now on.
+    pub(super) fn ensure_socket(&self, pack: &str, access: interfaces::Socket) -> Result<()> {
+        match self.api_sockets() {
+            Some(sockets) => sockets.ensure(pack, access).map(|_| ()),
+            None => Err(LaunchError::Helper(
+                "packd's API is not ready to make a pack's socket yet".into(),
+            )),
+        }
+    }
+}
 
 /// A launch checked and prepared on the host, not started yet.
 pub struct Prepared {
     pub resolved: Resolved,
     pub inv: Invocation,
-    ctx: Context,
-}
-
-/// `pack run`'s status when the sandbox could not be built (as `docker run` uses 125).
-pub const EXIT_NOT_STARTED: i32 = 125;
-
-/// Resolves the app and refuses, with a message naming it, a strict app whose required layer
-/// this kernel lacks; prepares the private /tmp and the caller's data directories.
-pub fn prepare(d: &Daemon, target: &AppRef, inv: Invocation) -> Result<Prepared> {
-    strict(d, prepare_unchecked(d, target, inv)?)
-}
-
-/// Refuses a strict launch whose required layer this kernel lacks.
-fn strict(d: &Daemon, prepared: Prepared) -> Result<Prepared> {
-    let r = &prepared.resolved;
-    let target = if r.app == r.name {
-        r.name.clone()
-    } else {
-        format!("{}.{}", r.name, r.app)
-    };
-    if prepared.resolved.meta.confinement == Confinement::Strict
-        && let Some(missing) = d.features.missing_for_strict()
-    {
-        return Err(Error::Forbidden(format!(
-            "cannot run {target}: its confinement is strict and this kernel lacks {missing}; \
-             packd never runs a strict app with a layer missing (see 'pack debug sandbox {target}')"
-        )));
-    }
-    Ok(prepared)
-}
-
-/// [`prepare`] without the strict check, for `pack debug sandbox`, which must show a sandbox
-/// even when it would be refused.
-pub fn prepare_unchecked(d: &Daemon, target: &AppRef, inv: Invocation) -> Result<Prepared> {
-    prepare_from(d, inv, |s| super::resolve(s, target))
-}
-
-/// A launch of hook `hook` of `pack` (as root, for the hook tasks), refused like [`prepare`]
-/// when a strict layer is missing.
-pub fn prepare_hook(d: &Daemon, pack: &str, hook: &str, inv: Invocation) -> Result<Prepared> {
-    strict(
-        d,
-        prepare_from(d, inv, |s| super::resolve_hook(s, pack, hook))?,
-    )
-}
-
-fn prepare_from(
-    d: &Daemon,
-    inv: Invocation,
-    find: impl FnOnce(&crate::state::State) -> Result<super::Resolved>,
-) -> Result<Prepared> {
-    let (resolved, grants) = d.store.read(|s| {
-        let r = find(s)?;
-        let mut by_app =
-            crate::connections::grants_by_app(s, &d.paths, &r.name, r.revision, &r.meta)?;
-        let grants = by_app.remove(&r.app).unwrap_or_default();
-        Ok::<_, Error>((r, grants))
-    })?;
-    let target = format!("{}.{}", resolved.name, resolved.app);
-    let base = d.paths.mount_dir(&resolved.base, resolved.base_revision);
-    let granted = super::granted::resolve(d.paths.root(), &base, grants, inv.uid)?;
-    let seccomp = d
-        .paths
-        .seccomp_profile(&resolved.name, resolved.revision, &resolved.app);
-    if !seccomp.is_file() {
-        return Err(Error::Internal(format!(
-            "the seccomp profile of {target} is missing ({}); reinstall the pack",
-            seccomp.display()
-        )));
-    }
-    let private_tmp = super::prepare_private_tmp(&d.paths, &resolved.name)?;
-    super::prepare_user_dirs(&d.paths, &resolved, inv.uid, inv.gid)?;
-    Ok(Prepared {
-        ctx: Context {
-            private_tmp,
-            hostname: d.hostname.clone(),
-            cgroup: None,
-            seccomp: Some(seccomp),
-            granted,
-            service: None,
-        },
-        resolved,
-        inv,
-    })
+    pub(super) ctx: Context,
 }
 
 impl Prepared {
@@ -119,76 +128,71 @@ impl Prepared {
     }
 
     /// The spec this launch would run, with the cgroup it would get (for `pack debug sandbox`).
-    pub fn spec(&self, d: &Daemon) -> Result<SandboxSpec> {
+    pub fn spec(&self, l: &Launcher) -> Result<SandboxSpec> {
         let mut ctx = self.ctx.clone();
-        if let Some(layout) = &d.cgroups {
-            ctx.cgroup = Some(Cgroup::at(layout, &d.next_cgroup()).dirs());
+        if l.cgroups.layout().is_ok() {
+            ctx.cgroup = Some(l.cgroups.dirs(&l.next_cgroup()));
         }
-        super::build_spec(&d.paths, &self.resolved, &self.inv, &ctx)
+        super::build_spec(&l.paths, &self.resolved, &self.inv, &ctx)
     }
 
     /// Creates the cgroup, spawns the sandbox and waits until the app has exec'd. On failure,
-    /// the message and the exit code `pack run` should use (125 setup, 126 cannot execute, 127
+    /// why (with the status `pack run` should exit with: 125 setup, 126 cannot execute, 127
     /// not found), with nothing left behind.
-    pub async fn start(mut self, d: &Arc<Daemon>, stdio: Stdio3) -> Result<Running, (String, i32)> {
-        let fail = |e: Error| (e.to_string(), EXIT_NOT_STARTED);
+    pub async fn start(mut self, l: &Arc<Launcher>, stdio: Stdio3) -> Result<Running> {
         let r = &self.resolved;
         // The pack's API socket, when its connections give one: before any cgroup exists, so
         // a failure here leaves nothing to take down.
         if let Some(access) = self.ctx.granted.grants.socket {
-            d.pack_sockets.ensure(d, &r.name, access).map_err(fail)?;
+            l.ensure_socket(&r.name, access)?;
         }
-        let mut limits = crate::policy::confinement::limits(&r.meta.apps[&r.app]);
-        limits
-            .devices
-            .extend(self.ctx.granted.devices.iter().cloned());
+        let limits = l.limits_for(r, &self.ctx)?;
         // Spares are prepared with private namespaces: an app sharing the host's takes none.
         let shares_host = self.ctx.granted.grants.host_network || self.ctx.granted.grants.host_pid;
-        let internal = |what: &str, e: &dyn std::fmt::Display| {
-            fail(Error::Internal(format!(
-                "cannot {what} the cgroup of {}: {e}",
-                r.name
-            )))
-        };
+        let have_cgroups = l.cgroups.layout().is_ok();
         // A spare sandbox (cgroup made and joined in the background) when there is one whose
         // device rules are this app's; otherwise the cgroup is made now and joined by the
         // sandbox.
-        let spare = match (&d.cgroups, (!shares_host).then(|| d.take_spare()).flatten()) {
-            (Some(_), Some(spare)) if spare.limits.devices == limits.devices => Some(spare),
+        let spare = match (
+            have_cgroups,
+            (!shares_host).then(|| l.take_spare()).flatten(),
+        ) {
+            (true, Some(spare)) if spare.limits.devices == limits.devices => Some(spare),
             (_, Some(unfit)) => {
                 tokio::task::spawn_blocking(move || unfit.discard());
                 None
             }
             (_, None) => None,
         };
-        let (cgroup, slot) = match (&d.cgroups, spare) {
+        let cgroup_error = |error| LaunchError::Cgroup {
+            target: r.label(),
+            error,
+        };
+        let (cgroup, slot) = match (have_cgroups, spare) {
             (_, Some(spare)) => {
                 // Spares are made with the default limits: only an app with its own rewrites
                 // them.
                 if spare.limits != limits
-                    && let Err(e) = spare.cgroup.set_limits(&limits)
+                    && let Err(e) = l.cgroups.set_limits(&spare.cgroup.rel, &limits)
                 {
                     tokio::task::spawn_blocking(move || spare.discard());
-                    return Err(internal("set up", &e));
+                    return Err(cgroup_error(e));
                 }
                 (Some(spare.cgroup), Some(spare.slot))
             }
-            (Some(layout), None) => {
-                let cg = Cgroup::create(layout, &d.next_cgroup(), &limits)
-                    .map_err(|e| internal("create", &e))?;
-                (Some(cg), None)
+            (true, None) => {
+                let rel = l.next_cgroup();
+                l.cgroups.create(&rel, &limits).map_err(cgroup_error)?;
+                (Some(SandboxCgroup::new(l.cgroups.clone(), rel)), None)
             }
-            (None, None) => (None, None),
+            (false, None) => (None, None),
         };
-        self.ctx.cgroup = cgroup.as_ref().map(Cgroup::dirs);
+        self.ctx.cgroup = cgroup.as_ref().map(|cg| l.cgroups.dirs(&cg.rel));
         // Registered by the cgroup's whole path (`packd/…/sandbox.N`): only root makes
         // cgroups there, so nobody can name one of theirs like it.
-        let registered = cgroup.as_ref().and_then(|cg| {
-            let name = cg.dirs().first()?.file_name()?.to_owned();
-            let path = d.cgroup_parent.join(name).to_string_lossy().into_owned();
-            let path = path.trim_start_matches('/').to_string();
-            d.sandboxes.insert(&path, &r.name);
-            Some((d.sandboxes.clone(), path))
+        let registered = cgroup.as_ref().map(|cg| {
+            let key = l.sandboxes.insert(&cg.rel, &r.name);
+            (l.sandboxes.clone(), key)
         });
         let mut running = Running {
             pidfd: None,
@@ -200,16 +204,16 @@ impl Prepared {
             label: format!("{}.{}", r.name, r.app),
             report: Report::default(),
         };
-        let spec = match super::build_spec(&d.paths, r, &self.inv, &self.ctx) {
+        let spec = match super::build_spec(&l.paths, r, &self.inv, &self.ctx) {
             Ok(spec) => spec,
             Err(e) => {
                 running.cleanup().await;
-                return Err(fail(e));
+                return Err(e);
             }
         };
-        let spawned = spawn(d, &r.name, spec, stdio, slot).await;
+        let spawned = spawn(l, &r.name, spec, stdio, slot).await;
         // The next spare is made now that this app has started, not while it was starting.
-        d.refill_spares();
+        l.refill_spares();
         match spawned {
             Ok((started, exit_pipe, report)) => {
                 running.pidfd = Some(started.pidfd);
@@ -219,12 +223,12 @@ impl Prepared {
                 tracing::debug!(app = %running.label, pid = started.pid, ?running.report, "started");
                 Ok(running)
             }
-            Err((message, code, exited)) => {
+            Err((error, exited)) => {
                 if let Some(exited) = exited {
                     let _ = exited.await;
                 }
                 running.cleanup().await;
-                Err((message, code))
+                Err(error)
             }
         }
     }
@@ -238,7 +242,7 @@ pub struct Running {
     /// The app's status, from the sandbox's init, the moment the app exits.
     exit_pipe: Option<pipe::Receiver>,
     code: Option<i32>,
-    cgroup: Option<Cgroup>,
+    cgroup: Option<SandboxCgroup>,
     /// Its entry in the daemon's sandbox registry, taken out when it is gone.
     registered: Option<(super::registry::Sandboxes, String)>,
     pub label: String,
@@ -265,8 +269,8 @@ impl Running {
             }
         }
         let code = match self.exited.as_mut() {
-            Some(rx) => rx.await.unwrap_or(EXIT_NOT_STARTED),
-            None => EXIT_NOT_STARTED,
+            Some(rx) => rx.await.unwrap_or(exit::NOT_STARTED),
+            None => exit::NOT_STARTED,
         };
         self.exited = None;
         self.code = Some(code);
@@ -277,8 +281,8 @@ impl Running {
     /// service, the processes its command left; 0, or 128 + the signal that ended them.
     pub async fn wait_sandbox(&mut self) -> i32 {
         let code = match self.exited.take() {
-            Some(rx) => rx.await.unwrap_or(EXIT_NOT_STARTED),
-            None => self.code.unwrap_or(EXIT_NOT_STARTED),
+            Some(rx) => rx.await.unwrap_or(exit::NOT_STARTED),
+            None => self.code.unwrap_or(exit::NOT_STARTED),
         };
         self.code.get_or_insert(code);
         code
@@ -317,17 +321,28 @@ impl Running {
             registry.remove(&name);
         }
         if let Some(cg) = self.cgroup.take() {
-            let label = self.label.clone();
-            let _ = tokio::task::spawn_blocking(move || remove_cgroup(cg, &label)).await;
+            let _ = tokio::task::spawn_blocking(move || cg.remove(Duration::from_secs(5))).await;
         }
     }
 }
 
-/// Kills what is left in a sandbox's cgroup and removes it (blocking: up to a few seconds).
-fn remove_cgroup(cg: Cgroup, label: &str) {
-    cg.kill();
-    if let Err(e) = cg.remove(Duration::from_secs(5)) {
-        tracing::warn!(app = %label, error = %e, "cannot remove the sandbox cgroup");
+/// A sandbox's cgroup, by its path relative to the hierarchies' roots.
+pub struct SandboxCgroup {
+    cgroups: Arc<dyn Cgroups>,
+    pub rel: PathBuf,
+}
+
+impl SandboxCgroup {
+    pub fn new(cgroups: Arc<dyn Cgroups>, rel: PathBuf) -> Self {
+        SandboxCgroup { cgroups, rel }
+    }
+
+    /// Kills what is left in it and removes it (blocking: up to `patience`).
+    pub fn remove(&self, patience: Duration) {
+        self.cgroups.kill(&self.rel);
+        if let Err(e) = self.cgroups.remove(&self.rel, patience) {
+            tracing::warn!(cgroup = %self.rel.display(), error = %e, "cannot remove a sandbox cgroup");
+        }
     }
 }
 
@@ -342,8 +357,7 @@ impl Drop for Running {
             registry.remove(&name);
         }
         if let Some(cg) = self.cgroup.take() {
-            let label = self.label.clone();
-            let remove = move || remove_cgroup(cg, &label);
+            let remove = move || cg.remove(Duration::from_secs(5));
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
                     rt.spawn_blocking(remove);
@@ -354,28 +368,33 @@ impl Drop for Running {
     }
 }
 
-type SpawnError = (String, i32, Option<oneshot::Receiver<i32>>);
+type SpawnError = (LaunchError, Option<oneshot::Receiver<i32>>);
 
 /// Starts the spec in the prepared `slot` when it can take it, else through the zygote, and
 /// waits for the app's exec (EOF on the status pipe).
 async fn spawn(
-    d: &Daemon,
+    l: &Launcher,
     pack: &str,
     spec: SandboxSpec,
     stdio: Stdio3,
     slot: Option<Slot>,
 ) -> std::result::Result<(Started, pipe::Receiver, Report), SpawnError> {
-    let internal = |e: String| (e, EXIT_NOT_STARTED, None);
+    let internal = |e: String| (LaunchError::Helper(e), None);
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
     let (status_r, status_w) = nix::unistd::pipe2(cloexec).map_err(|e| internal(e.to_string()))?;
     let (exit_r, exit_w) = nix::unistd::pipe2(cloexec).map_err(|e| internal(e.to_string()))?;
     let fds = vec![stdio.stdin, stdio.stdout, stdio.stderr, status_w, exit_w];
     let caller_exit = stdio.caller_exit;
     let net = if spec.namespaces.net {
-        let ns = d
-            .networks
-            .get(pack)
-            .map_err(|e| internal(format!("cannot make the network namespace of {pack}: {e}")))?;
+        let ns = l.networks.get(pack).map_err(|error| {
+            (
+                LaunchError::Network {
+                    pack: pack.to_string(),
+                    error,
+                },
+                None,
+            )
+        })?;
         Some(ns)
     } else {
         None
@@ -383,7 +402,7 @@ async fn spawn(
     // A slot copies the template of this file system when there is one, or builds it and
     // sends it back for the next launches.
     let key = MountTemplates::key(&spec);
-    let template_ns = key.as_deref().and_then(|k| d.templates.get(k));
+    let template_ns = key.as_deref().and_then(|k| l.templates.get(k));
     let template = match (&template_ns, &key) {
         (Some(_), _) => Template::Join,
         (None, Some(_)) => Template::Build,
@@ -411,7 +430,7 @@ async fn spawn(
         Err(spec) => {
             let flags = (net.is_some(), caller_exit.is_some());
             let fds = fds.into_iter().chain(net).chain(caller_exit).collect();
-            let started = d.zygote.launch(spec, fds, flags).await.map_err(internal)?;
+            let started = l.zygote.launch(spec, fds, flags).await.map_err(internal)?;
             (started, None)
         }
     };
@@ -420,7 +439,10 @@ async fn spawn(
         pipe::Receiver::from_owned_fd(status_r).map_err(|e| internal(e.to_string()))?;
     let mut bytes = Vec::new();
     if let Err(e) = status.read_to_end(&mut bytes).await {
-        return Err((e.to_string(), EXIT_NOT_STARTED, Some(started.exited)));
+        return Err((
+            LaunchError::Helper(format!("cannot read the launch's status: {e}")),
+            Some(started.exited),
+        ));
     }
     match confine::parse_status(&bytes) {
         Ok(report) => {
@@ -428,14 +450,14 @@ async fn spawn(
                 && let (Some(key), Some(sock)) = (key, slot_sock)
                 && let Some(ns) = super::zygote::take_template(&sock)
             {
-                d.templates.insert(key, ns);
+                l.templates.insert(key, ns);
             }
             Ok((started, exit_pipe, report))
         }
-        Err(step) => {
-            let code = started.exited.await.unwrap_or(EXIT_NOT_STARTED);
-            let code = if code == 0 { EXIT_NOT_STARTED } else { code };
-            Err((step.to_string(), code, None))
+        Err(error) => {
+            let code = started.exited.await.unwrap_or(exit::NOT_STARTED);
+            let code = if code == 0 { exit::NOT_STARTED } else { code };
+            Err((LaunchError::Sandbox { error, code }, None))
         }
     }
 }

@@ -68,7 +68,7 @@ pub fn plan(paths: &Paths, r: &Resolved, private_tmp: &Path, user: Option<u32>) 
         (data_dir.join("common"), paths.common_dir(name)),
     ];
     if let Some(uid) = user {
-        for (inside, host) in super::user_dirs(paths, r, uid) {
+        for (inside, host) in super::spec::user_dirs(paths, r, uid) {
             data.push((inside, host));
         }
     }

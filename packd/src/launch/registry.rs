@@ -15,8 +15,12 @@ impl Sandboxes {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn insert(&self, cgroup: &str, pack: &str) {
-        self.map().insert(cgroup.to_string(), pack.to_string());
+    /// Registers the sandbox in cgroup `rel` (relative to the hierarchies' roots) as
+    /// `pack`'s; the key to remove it with.
+    pub fn insert(&self, rel: &std::path::Path, pack: &str) -> String {
+        let key = rel.to_string_lossy().trim_start_matches('/').to_string();
+        self.map().insert(key.clone(), pack.to_string());
+        key
     }
 
     pub fn remove(&self, cgroup: &str) {

@@ -10,7 +10,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use confine::cgroup::{Cgroup, Limits};
+use confine::cgroup::Limits;
+
+use super::instance::SandboxCgroup;
 
 use super::zygote::Slot;
 
@@ -20,7 +22,7 @@ pub const SPARES: usize = 2;
 /// A sandbox prepared in advance: its cgroup, and a zygote slot that joined it.
 pub struct Spare {
     pub slot: Slot,
-    pub cgroup: Cgroup,
+    pub cgroup: SandboxCgroup,
     /// What the cgroup was made with.
     pub limits: Limits,
 }
@@ -29,10 +31,7 @@ impl Spare {
     /// Ends the slot and removes the cgroup (blocking: up to a few seconds).
     pub fn discard(self) {
         drop(self.slot);
-        self.cgroup.kill();
-        if let Err(e) = self.cgroup.remove(Duration::from_secs(2)) {
-            tracing::warn!(error = %e, "cannot remove a spare sandbox's cgroup");
-        }
+        self.cgroup.remove(Duration::from_secs(2));
     }
 }
 

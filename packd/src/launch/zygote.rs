@@ -7,9 +7,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use confine::SandboxSpec;
-use confine::proto::Frame;
 use confine::proto::{
-    Handover, MAX_MESSAGE, Reply, Request, SlotReady, Template, TemplateReady, recv, send,
+    Frame, Handover, MAX_MESSAGE, MonitorSpec, Reply, Request, SlotReady, Template, TemplateReady,
+    recv, send,
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -106,6 +106,11 @@ enum Outgoing {
         frame: Frame,
         reply: oneshot::Sender<Result<(Started, Vec<OwnedFd>), String>>,
     },
+    Monitor {
+        spec: Box<SandboxSpec>,
+        monitor: Box<MonitorSpec>,
+        reply: oneshot::Sender<Result<(Started, Vec<OwnedFd>), String>>,
+    },
 }
 
 pub struct Zygote {
@@ -164,6 +169,26 @@ impl Zygote {
             sock,
             started,
         })
+    }
+
+    /// Asks the zygote to start a service's monitor (see `confine::monitor`), which runs
+    /// `spec` and outlives the zygote. Its control socket listens when this returns.
+    pub async fn monitor(
+        &self,
+        spec: SandboxSpec,
+        monitor: MonitorSpec,
+    ) -> Result<Started, String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Outgoing::Monitor {
+            spec: Box::new(spec),
+            monitor: Box::new(monitor),
+            reply,
+        })
+        .await?;
+        let (started, _) = rx
+            .await
+            .map_err(|_| "the sandbox helper stopped before starting the monitor".to_string())??;
+        Ok(started)
     }
 
     async fn send(&self, mut out: Outgoing) -> Result<(), String> {
@@ -228,6 +253,9 @@ async fn run(
                         (Request::Launch { id, spec, net, caller_exit }, fds, reply)
                     }
                     Outgoing::Prepare { frame, reply } => (Request::Prepare { id, frame }, Vec::new(), reply),
+                    Outgoing::Monitor { spec, monitor, reply } => {
+                        (Request::Monitor { id, spec, monitor }, Vec::new(), reply)
+                    }
                 };
                 let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
                 let sent = sock
@@ -285,7 +313,7 @@ async fn run(
         let _ = tx.send(Err("the sandbox helper stopped".into()));
     }
     for (_, tx) in exits {
-        let _ = tx.send(super::instance::EXIT_NOT_STARTED);
+        let _ = tx.send(packd_api::exit::NOT_STARTED);
     }
     drop(sock);
     let _ = tokio::task::spawn_blocking(move || {

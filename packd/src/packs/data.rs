@@ -12,7 +12,10 @@ use std::process::Command;
 
 use packfmt::Revision;
 
-use crate::error::{Error, IoContext, Result};
+use super::PackError;
+use crate::error::{IoContext, IoError};
+
+type Result<T> = std::result::Result<T, PackError>;
 use crate::fsutil;
 use crate::paths::Paths;
 
@@ -81,15 +84,14 @@ pub fn copy(from: &Path, to: &Path, leftover: bool) -> Result<()> {
         .arg(from)
         .arg(&tmp)
         .output()
-        .map_err(|e| Error::io(format!("run cp to copy {}", from.display()), e))?;
+        .map_err(|e| IoError::new(format!("cannot run cp to copy {}", from.display()), e))?;
     if !out.status.success() {
         let _ = fsutil::remove_tree_if_exists(&tmp);
-        return Err(Error::Internal(format!(
-            "cannot copy {} to {}: {}",
-            from.display(),
-            to.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(PackError::Copy {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     std::fs::rename(&tmp, to).ctx("move the copy to", to)?;
     if let Some(parent) = to.parent() {
@@ -116,7 +118,7 @@ pub fn uncopy(to: &Path, leftover: bool) -> Result<()> {
 /// After a successful refresh: what was set aside is no longer needed.
 pub fn forget_aside(to: &Path) -> Result<()> {
     let keep = aside(to);
-    fsutil::remove_tree_if_exists(&keep).ctx("remove", &keep)
+    Ok(fsutil::remove_tree_if_exists(&keep).ctx("remove", &keep)?)
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use packfmt::image::{EntryKind, Image};
 use packfmt::meta::{MAX_META_SIZE, MetaSource};
 use packfmt::{ImageError, MetaError, PackMeta, PackType};
 
-use crate::error::{Error, Result};
+use super::PackError;
+
+type Result<T> = std::result::Result<T, PackError>;
 
 /// What an inspected package holds.
 #[derive(Debug)]
@@ -68,11 +70,11 @@ pub fn inspect(path: &Path, label: &str) -> Result<Inspected> {
 
     let mut meta = meta;
     meta.add_hook_files(&hooks)
-        .map_err(|e| Error::Meta(in_file(label, e)))?;
+        .map_err(|e| PackError::Meta(in_file(label, e)))?;
     for hook in meta.hooks.keys() {
         let p = PathBuf::from(format!("meta/hooks/{hook}"));
         if !executables.contains(&p) {
-            return Err(Error::bad(format!(
+            return Err(PackError::Invalid(format!(
                 "{label}: meta/hooks/{hook} is not executable; chmod +x it and pack again"
             )));
         }
@@ -82,7 +84,7 @@ pub fn inspect(path: &Path, label: &str) -> Result<Inspected> {
             continue;
         };
         if !executables.contains(&exe) {
-            return Err(Error::bad(format!(
+            return Err(PackError::Invalid(format!(
                 "{label}: app {:?}: command {:?} is not an executable file in the package",
                 app.name,
                 exe.display()
@@ -91,10 +93,10 @@ pub fn inspect(path: &Path, label: &str) -> Result<Inspected> {
     }
     // Plugs and slots: known interfaces, attributes in their grammar, slots this type of pack
     // may provide.
-    interfaces::validate(&meta).map_err(|e| Error::bad(format!("{label}: {e}")))?;
+    interfaces::validate(&meta).map_err(|e| PackError::Invalid(format!("{label}: {e}")))?;
     if meta.pack_type == PackType::Base {
         gadget_kernel_base::base::check_mount_points(&|d| dirs.contains(Path::new(d)))
-            .map_err(|m| Error::bad(format!("{label}: {m}")))?;
+            .map_err(|m| PackError::Invalid(format!("{label}: {m}")))?;
     }
     Ok(Inspected {
         meta,
@@ -114,17 +116,17 @@ fn read_meta(image: &Image, label: &str) -> Result<PackMeta> {
         (Some(b), None) => (b, MetaSource::PackYaml),
         (None, Some(b)) => (b, MetaSource::SnapYaml),
         (Some(_), Some(_)) => {
-            return Err(Error::bad(format!(
+            return Err(PackError::Invalid(format!(
                 "{label}: has both meta/pack.yaml and meta/snap.yaml; keep only one"
             )));
         }
         (None, None) => {
-            return Err(Error::bad(format!(
+            return Err(PackError::Invalid(format!(
                 "{label}: has no meta/pack.yaml (nor meta/snap.yaml); is it a package?"
             )));
         }
     };
-    PackMeta::from_yaml(&bytes, source).map_err(|e| Error::Meta(in_file(label, e)))
+    PackMeta::from_yaml(&bytes, source).map_err(|e| PackError::Meta(in_file(label, e)))
 }
 
 /// Prefixes a metadata error with the package it came from.
@@ -132,6 +134,6 @@ fn in_file(label: &str, e: MetaError) -> MetaError {
     MetaError::new(format!("{label}: {}", e.file), e.message)
 }
 
-fn bad_image(e: ImageError) -> Error {
-    Error::bad(e.to_string())
+fn bad_image(e: ImageError) -> PackError {
+    PackError::Invalid(e.to_string())
 }

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use packfmt::{PackMeta, Revision};
 
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, IoError};
+
+type Result<T> = std::result::Result<T, IoError>;
 use crate::fsutil;
 use crate::paths::Paths;
 

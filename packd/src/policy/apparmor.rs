@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::error::{Error, Result};
+use super::PolicyError;
+use crate::error::IoError;
 
 /// The profile name (and label) of an app.
 pub fn label(name: &str, app: &str) -> String {
@@ -70,23 +71,22 @@ pub fn profile(name: &str, rev: &str, app: &str, devmode: bool, snippets: &[Stri
 }
 
 /// Loads (or replaces) the profile at `path` into the kernel.
-pub fn load(path: &Path) -> Result<()> {
+pub fn load(path: &Path) -> Result<(), PolicyError> {
     let out = Command::new("apparmor_parser")
         .args(["--replace", "--write-cache", "--quiet"])
         .arg(path)
         .output()
         .map_err(|e| {
-            Error::io(
+            IoError::new(
                 "cannot run apparmor_parser (install the apparmor package)",
                 e,
             )
         })?;
     if !out.status.success() {
-        return Err(Error::Internal(format!(
-            "apparmor_parser refused {}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(PolicyError::AppArmor {
+            path: path.to_path_buf(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(())
 }

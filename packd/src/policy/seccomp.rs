@@ -6,7 +6,9 @@ use confine::seccomp::{Mismatch, Profile};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use super::PolicyError;
+
+type Result<T> = std::result::Result<T, PolicyError>;
 
 const X86_64: &str = include_str!("../../policy/seccomp/x86_64.json");
 const AARCH64: &str = include_str!("../../policy/seccomp/aarch64.json");
@@ -25,8 +27,7 @@ pub fn template(arch: Arch) -> Result<Template> {
         Arch::X86_64 => X86_64,
         Arch::Aarch64 => AARCH64,
     };
-    serde_json::from_str(text)
-        .map_err(|e| Error::Internal(format!("the built-in seccomp policy is damaged: {e}")))
+    serde_json::from_str(text).map_err(PolicyError::Template)
 }
 
 /// Compiles the profile of an app: the template plus `extra` rules (from its interfaces), for
@@ -41,11 +42,11 @@ pub fn compile(arch: Arch, extra: &[Value], devmode: bool) -> Result<Profile> {
         Mismatch::Deny
     };
     confine::seccomp::compile(&allow, &t.enosys, mismatch, arch)
-        .map_err(|e| Error::Internal(e.to_string()))
+        .map_err(|e| PolicyError::Compile(e.to_string()))
 }
 
 pub fn host_arch() -> Result<Arch> {
-    confine::seccomp::host_arch().map_err(|e| Error::Internal(e.to_string()))
+    confine::seccomp::host_arch().map_err(|e| PolicyError::Compile(e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
-//! Service output: every line a service writes to stdout or stderr is appended, with a
-//! timestamp, to `var/log/packd/NAME.APP.log`, rotated to `.log.1` past [`ROTATE_AT`] (one
-//! old file kept, so a service's log takes at most twice that). `pack logs` reads them back,
-//! merged in time order, and can follow them.
+//! Service and hook output: every line a service writes to stdout or stderr is appended,
+//! with a timestamp, to `var/log/packd/NAME.APP.log`, rotated to `.log.1` past [`ROTATE_AT`]
+//! (one old file kept, so a log takes at most twice that). A running service's log is
+//! written by its monitor (`confine::logfile`), whether packd is up or not; hooks' and
+//! `stop-command`s' output is pumped here. `pack logs` reads them back, merged in time order,
+//! and follows them (woken by inotify).
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use tokio::io::AsyncBufReadExt;
+use confine::logfile::{LogFile, rotated, timestamp};
+use tokio::io::AsyncReadExt;
 
 /// Size past which a log is rotated.
 pub const ROTATE_AT: u64 = 1 << 20;
@@ -15,41 +18,55 @@ pub use packd_api::types::LogLine;
 
 /// `var/log/packd/NAME.APP.log`.
 pub fn log_file(root: &Path, pack: &str, app: &str) -> PathBuf {
-    root.join("var/log/packd").join(format!("{pack}.{app}.log"))
+    crate::paths::Paths::new(root).log_file(pack, app)
 }
 
-/// Copies `output` (the read end of a service's stdout and stderr) into its log until every
-/// writer has closed it.
-pub async fn pump(output: tokio::net::unix::pipe::Receiver, path: PathBuf, app: String) {
-    let mut lines = tokio::io::BufReader::new(output).lines();
+/// Copies `output` (the read end of a hook's or `stop-command`'s stdout and stderr) into its
+/// log until every writer has closed it. A log that cannot be written loses lines (counted,
+/// and said once it can be written again); the output is read regardless, so the writer
+/// never blocks and never gets SIGPIPE.
+pub async fn pump(mut output: tokio::net::unix::pipe::Receiver, path: PathBuf) {
+    let mut log = LogFile::new(path, ROTATE_AT);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut partial: Vec<u8> = Vec::new();
     loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(app, error = %e, "cannot read a service's output");
-                return;
-            }
+        let n = match output.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
         };
-        let entry = format!("{} {line}\n", timestamp());
-        let path = path.clone();
-        let written = tokio::task::spawn_blocking(move || append(&path, entry.as_bytes())).await;
-        if let Ok(Err(e)) = written {
-            tracing::warn!(app, error = %e, "cannot write a service's log");
+        let mut lines = Vec::new();
+        for b in &buf[..n] {
+            if *b == b'\n' {
+                lines.push(std::mem::take(&mut partial));
+            } else {
+                partial.push(*b);
+            }
+        }
+        if !lines.is_empty() {
+            log = tokio::task::spawn_blocking(move || {
+                for l in lines {
+                    log.line(&l);
+                }
+                log
+            })
+            .await
+            .unwrap_or_else(|_| LogFile::new(PathBuf::new(), ROTATE_AT));
         }
     }
-}
-
-/// Appends one entry to a log written by packd itself (a service's start, exit or restart).
-pub fn note(root: &Path, pack: &str, app: &str, message: &str) {
-    let entry = format!("{} [packd] {message}\n", timestamp());
-    if let Err(e) = append(&log_file(root, pack, app), entry.as_bytes()) {
-        tracing::warn!(pack, app, error = %e, "cannot write a service's log");
+    if !partial.is_empty() {
+        let _ = tokio::task::spawn_blocking(move || log.line(&partial)).await;
     }
 }
 
-fn timestamp() -> String {
-    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+/// Appends a line of packd's own to a log no monitor is writing (between a service's runs,
+/// and for hooks). A failure is logged at debug level only: the line is about the log itself.
+pub fn note(root: &Path, pack: &str, app: &str, message: &str) {
+    let entry = format!("{} [packd] {message}\n", timestamp());
+    if let Err(e) =
+        confine::logfile::append(&log_file(root, pack, app), entry.as_bytes(), ROTATE_AT)
+    {
+        tracing::debug!(pack, app, error = %e, "cannot write a service's log");
+    }
 }
 
 /// Makes the log directory root's alone (0700, files 0600), whatever an older packd left:
@@ -67,34 +84,6 @@ pub fn secure(root: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Appends to a log, made root-only (0600 in a 0700 directory): services print secrets.
-fn append(path: &Path, entry: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent()
-        && !dir.is_dir()
-    {
-        if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        crate::fsutil::ensure_dir(dir, 0o700)?;
-    }
-    if std::fs::metadata(path).is_ok_and(|m| m.len() >= ROTATE_AT) {
-        std::fs::rename(path, rotated(path))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(entry)
-}
-
-fn rotated(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".1");
-    PathBuf::from(s)
 }
 
 /// Removes every log of `pack` (its services' and hooks', rotated ones too).
@@ -133,6 +122,98 @@ pub fn read(root: &Path, apps: &[(String, String)]) -> Vec<LogLine> {
     all
 }
 
+/// Sends (as `encode` makes them) the lines appended to the logs of `apps` from now on, until
+/// the receiver goes. Woken by inotify on the log directory (every write, rotation and new
+/// file), with a slow tick as a safety net where inotify is not available.
+pub async fn follow(
+    root: &Path,
+    apps: &[(String, String)],
+    tx: &tokio::sync::mpsc::Sender<LogLine>,
+) {
+    use futures_util::StreamExt;
+    use std::os::unix::fs::MetadataExt;
+    let dir = root.join("var/log/packd");
+    let mut events = inotify::Inotify::init().and_then(|i| {
+        i.watches().add(
+            &dir,
+            inotify::WatchMask::MODIFY | inotify::WatchMask::CREATE | inotify::WatchMask::MOVED_TO,
+        )?;
+        i.into_event_stream(vec![0u8; 4096])
+    });
+    if let Err(e) = &events {
+        tracing::debug!(error = %e, "no inotify for the logs; following them on a timer");
+    }
+    // Per app, in `apps`' order: its log, and the inode and offset read up to.
+    let mut at: Vec<(PathBuf, (u64, u64))> = apps
+        .iter()
+        .map(|(pack, app)| {
+            let path = log_file(root, pack, app);
+            let pos = std::fs::metadata(&path).map_or((0, 0), |m| (m.ino(), m.len()));
+            (path, pos)
+        })
+        .collect();
+    loop {
+        let woken = async {
+            match events.as_mut() {
+                Ok(stream) => stream.next().await.is_some(),
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    true
+                }
+            }
+        };
+        tokio::select! {
+            () = tx.closed() => return,
+            alive = woken => if !alive { return },
+            // A rotation can race with the watch; never wait long for a line.
+            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+        for ((pack, app), (path, pos)) in apps.iter().zip(at.iter_mut()) {
+            for line in new_lines(path, pos) {
+                if let Some(l) = parse(&line, pack, app)
+                    && tx.send(l).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The whole lines added to `path` since `pos` (inode, offset), which moves on; a rotated or
+/// truncated file is read from its start.
+fn new_lines(path: &Path, pos: &mut (u64, u64)) -> Vec<String> {
+    use std::io::{Read, Seek};
+    use std::os::unix::fs::MetadataExt;
+    let (ino, offset) = pos;
+    let Ok(md) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    if md.ino() != *ino || md.len() < *offset {
+        *ino = md.ino();
+        *offset = 0;
+    }
+    if md.len() == *offset {
+        return Vec::new();
+    }
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let mut buf = Vec::new();
+    if f.seek(std::io::SeekFrom::Start(*offset)).is_err() || f.read_to_end(&mut buf).is_err() {
+        return Vec::new();
+    }
+    // Only whole lines; a partial one waits for its end.
+    let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
+        return Vec::new();
+    };
+    *offset += end as u64 + 1;
+    String::from_utf8_lossy(&buf[..end])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 fn parse(line: &str, pack: &str, app: &str) -> Option<LogLine> {
     let (timestamp, message) = line.split_once(' ')?;
     Some(LogLine {
@@ -165,19 +246,5 @@ mod tests {
             .map(|l| format!("{} {}", l.app, l.message))
             .collect();
         assert_eq!(got, ["p.a one", "p.b two", "p.a three"]);
-    }
-
-    #[test]
-    fn a_full_log_is_rotated_and_one_old_file_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.log");
-        std::fs::write(&path, vec![b'x'; ROTATE_AT as usize]).unwrap();
-        append(&path, b"new\n").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"new\n");
-        assert_eq!(std::fs::metadata(rotated(&path)).unwrap().len(), ROTATE_AT);
-        // The next rotation replaces the old file: never more than two.
-        std::fs::write(&path, vec![b'y'; ROTATE_AT as usize]).unwrap();
-        append(&path, b"newer\n").unwrap();
-        assert_eq!(std::fs::read(rotated(&path)).unwrap()[0], b'y');
     }
 }

@@ -32,7 +32,7 @@ impl Status {
 }
 
 /// What a task does. The order of a change's tasks follows snapd's pipeline (DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaskKind {
     /// Move the staged upload to `packs/NAME_REV.pack`.
@@ -91,6 +91,34 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    /// Every kind, for the check that each has a handler.
+    pub const ALL: [TaskKind; 24] = [
+        TaskKind::PreparePack,
+        TaskKind::MountPack,
+        TaskKind::CopyData,
+        TaskKind::SetupProfiles,
+        TaskKind::LinkPack,
+        TaskKind::UnlinkPack,
+        TaskKind::UnmountPack,
+        TaskKind::DiscardData,
+        TaskKind::DiscardPack,
+        TaskKind::AutoConnect,
+        TaskKind::Connect,
+        TaskKind::Disconnect,
+        TaskKind::DisconnectAll,
+        TaskKind::StartServices,
+        TaskKind::StopServices,
+        TaskKind::RestartServices,
+        TaskKind::CheckHealth,
+        TaskKind::InstallHook,
+        TaskKind::PreRefreshHook,
+        TaskKind::PostRefreshHook,
+        TaskKind::ConfigureHook,
+        TaskKind::CheckHealthHook,
+        TaskKind::RemoveHook,
+        TaskKind::Cleanup,
+    ];
+
     /// The hook a hook task runs.
     pub fn hook(self) -> Option<&'static str> {
         Some(match self {
@@ -146,17 +174,10 @@ pub struct Task {
     pub status: Status,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<String>,
-    /// What `do` recorded for its `undo` (e.g. the previous `current` revision).
+    /// What `do` recorded for its `undo` (e.g. the previous `current` revision): the
+    /// handler's own record type, as JSON (see `engine::TaskCtx::data`).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub data: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Task {
-    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
-        self.data
-            .get(key)
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-    }
 }
 
 /// What a change operates on; its tasks read it.

@@ -5,7 +5,24 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+/// A setting that does not exist, or a value it does not take.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown setting {name:?}; packd knows: {}", known.join(", "))]
+    Unknown {
+        name: String,
+        known: Vec<&'static str>,
+    },
+    #[error("invalid {name} {value:?}: {why} ({doc})")]
+    Invalid {
+        name: String,
+        value: String,
+        why: String,
+        doc: &'static str,
+    },
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
 
 /// One setting.
 pub struct Key {
@@ -41,19 +58,23 @@ pub const KEYS: &[Key] = &[
 ];
 
 fn key(name: &str) -> Result<&'static Key> {
-    KEYS.iter().find(|k| k.name == name).ok_or_else(|| {
-        let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-        Error::bad(format!(
-            "unknown setting {name:?}; packd knows: {}",
-            known.join(", ")
-        ))
-    })
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .ok_or_else(|| ConfigError::Unknown {
+            name: name.to_string(),
+            known: KEYS.iter().map(|k| k.name).collect(),
+        })
 }
 
 /// Checks `name=value`; the error names the key and what it takes.
 pub fn check(name: &str, value: &str) -> Result<()> {
     let k = key(name)?;
-    (k.check)(value).map_err(|e| Error::bad(format!("invalid {name} {value:?}: {e} ({})", k.doc)))
+    (k.check)(value).map_err(|why| ConfigError::Invalid {
+        name: name.to_string(),
+        value: value.to_string(),
+        why,
+        doc: k.doc,
+    })
 }
 
 /// The value of `name` in `config`, or its default.

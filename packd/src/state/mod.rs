@@ -4,6 +4,8 @@
 
 pub mod change;
 pub mod config;
+#[cfg(test)]
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,8 +17,27 @@ use tokio::sync::watch;
 
 pub use change::{Change, Plan, Status, Task, TaskKind};
 
-use crate::error::{Error, Result};
+use crate::error::IoError;
 use crate::fsutil;
+
+/// What can go wrong with the state itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "{path} is damaged ({reason}); restore it from a backup or move it away to start empty"
+    )]
+    Damaged { path: PathBuf, reason: String },
+    #[error(
+        "{path} was written by a newer packd (format {format}); this one reads format {STATE_FORMAT}"
+    )]
+    Newer { path: PathBuf, format: u32 },
+    #[error("cannot encode the state: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot encode task data: {0}")]
+    TaskData(#[source] serde_json::Error),
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
 
 /// Format version of state.json, for future migrations.
 pub const STATE_FORMAT: u32 = 1;
@@ -234,23 +255,22 @@ pub struct Store {
 
 impl Store {
     /// Loads `path`, or starts empty when it does not exist yet.
-    pub fn open(path: &Path) -> Result<Store> {
+    pub fn open(path: &Path) -> Result<Store, StateError> {
         let state = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice::<State>(&bytes).map_err(|e| {
-                Error::Internal(format!(
-                    "{} is damaged ({e}); restore it from a backup or move it away to start empty",
-                    path.display()
-                ))
-            })?,
+            Ok(bytes) => {
+                serde_json::from_slice::<State>(&bytes).map_err(|e| StateError::Damaged {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+            Err(e) => return Err(IoError::new(format!("cannot read {}", path.display()), e).into()),
         };
         if state.format > STATE_FORMAT {
-            return Err(Error::Internal(format!(
-                "{} was written by a newer packd (format {}); this one reads format {STATE_FORMAT}",
-                path.display(),
-                state.format
-            )));
+            return Err(StateError::Newer {
+                path: path.to_path_buf(),
+                format: state.format,
+            });
         }
         let (version, _) = watch::channel(0);
         Ok(Store {
@@ -273,15 +293,21 @@ impl Store {
 
     /// Applies `f` to a copy, persists the copy, then makes it the state. If `f` fails or the
     /// write fails, nothing changes.
-    pub fn update<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
+    pub fn update<R, E: From<StateError>>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, E>,
+    ) -> Result<R, E> {
         let mut guard = self.lock();
         let mut next = guard.clone();
         let out = f(&mut next)?;
         if next != *guard {
-            let bytes = serde_json::to_vec_pretty(&next)
-                .map_err(|e| Error::Internal(format!("cannot encode the state: {e}")))?;
-            fsutil::write_atomic(&self.path, &bytes, 0o600)
-                .map_err(|e| Error::io(format!("cannot write {}", self.path.display()), e))?;
+            let bytes = serde_json::to_vec_pretty(&next).map_err(StateError::Encode)?;
+            fsutil::write_atomic(&self.path, &bytes, 0o600).map_err(|e| {
+                StateError::from(IoError::new(
+                    format!("cannot write {}", self.path.display()),
+                    e,
+                ))
+            })?;
             *guard = next;
             drop(guard);
             self.version.send_modify(|v| *v += 1);
@@ -306,7 +332,7 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let id = store
             .update(|s| {
-                Ok(s.add_change(
+                Ok::<_, StateError>(s.add_change(
                     "remove-pack",
                     "Remove x".into(),
                     Plan::Remove {
@@ -360,9 +386,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         let store = Store::open(&path).unwrap();
-        let r: Result<()> = store.update(|s| {
+        let r: Result<(), crate::Error> = store.update(|s| {
             s.last_change_id = 99;
-            Err(Error::bad("no"))
+            Err(crate::Error::bad("no"))
         });
         assert!(r.is_err());
         assert_eq!(store.read(|s| s.last_change_id), 0);

@@ -5,49 +5,64 @@
 
 use interfaces::PortRef;
 use packfmt::PackType;
+use serde::{Deserialize, Serialize};
 
-use super::{PackManager, profiles};
-use crate::connections;
+use super::{ConnectionError, ConnectionManager, policy};
 use crate::engine::TaskCtx;
-use crate::error::{Error, Result};
 use crate::state::{Connection, Plan, Store};
 
-impl PackManager {
+type Result<T> = std::result::Result<T, ConnectionError>;
+
+/// What `auto-connect` made.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Added {
+    added: Option<Vec<Connection>>,
+}
+
+/// What `connect` found.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Connected {
+    /// The plug was one root had disconnected from an auto-connection.
+    was_undesired: Option<bool>,
+}
+
+/// What `disconnect` and `disconnect-all` took away.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Removed {
+    removed: Option<Vec<Connection>>,
+    /// `disconnect-all`: the pack's plugs that were marked undesired.
+    undesired: Option<Vec<PortRef>>,
+}
+
+impl ConnectionManager {
     /// Rewrites the profiles of the current revisions of `packs` from their connections.
-    pub(crate) fn regenerate(&self, store: &Store, packs: &[String]) -> Result<()> {
+    fn regenerate(&self, store: &Store, packs: &[String]) -> Result<()> {
         for name in packs {
             let found = store.read(|s| {
                 let pack = s.packs.get(name).filter(|p| p.pack_type == PackType::App)?;
                 let rev = pack.current_revision()?;
-                Some((
-                    rev.revision,
-                    rev.meta.clone(),
-                    connections::grants_by_app(s, &self.paths, name, rev.revision, &rev.meta),
-                ))
+                Some((rev.revision, rev.meta.clone()))
             });
-            let Some((rev, meta, grants)) = found else {
+            let Some((rev, meta)) = found else {
                 continue;
             };
-            profiles::write(&self.paths, name, rev, &meta, self.apparmor, &grants?)?;
+            store.read(|s| self.profiles.write_for(s, name, rev, &meta))?;
         }
         Ok(())
     }
 
-    /// What the task recorded under `key`, or `compute`d now and recorded.
-    pub(super) fn recorded<T>(
-        ctx: &TaskCtx<'_>,
-        key: &str,
-        compute: impl FnOnce() -> Result<T>,
-    ) -> Result<T>
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned,
-    {
-        if let Some(v) = ctx.get::<T>(key) {
-            return Ok(v);
+    /// After a connection change: the running services of `packs` restart, so their new
+    /// permissions take effect. A service that does not come back is shown failed (and in
+    /// the log); it does not fail the connection change, which may concern another pack.
+    fn restart_running(&self, packs: &[String]) {
+        for name in packs {
+            if let Err(e) = self.runtime.block_on(self.services.restart_running(name)) {
+                tracing::warn!(pack = %name, error = %e, "a service did not come back after a connection change");
+            }
         }
-        let v = compute()?;
-        ctx.set(key, &v)?;
-        Ok(v)
     }
 
     /// Applies `change` to the connections, then rewrites the affected profiles; when that
@@ -62,14 +77,14 @@ impl PackManager {
         let before = store.read(|s| s.connections.clone());
         store.update(|s| {
             change(&mut s.connections);
-            Ok(())
+            Ok::<_, ConnectionError>(())
         })?;
-        let packs = connections::affected(conns);
+        let packs = policy::affected(conns);
         let result = self.regenerate(store, &packs);
         if result.is_err() {
             let restored = store.update(|s| {
                 s.connections = before;
-                Ok(())
+                Ok::<_, ConnectionError>(())
             });
             if let Err(e) = restored.and_then(|()| self.regenerate(store, &packs)) {
                 tracing::error!(error = %e, "cannot put the previous connections back");
@@ -97,11 +112,12 @@ impl PackManager {
 
     pub(super) fn auto_connect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
         let name = ctx.plan.pack_name().to_string();
-        let added: Vec<Connection> = Self::recorded(ctx, "added", || {
-            Ok(ctx
-                .store()
-                .read(|s| connections::auto_connections(s, &name)))
-        })?;
+        let mut rec: Added = ctx.data();
+        let added = ctx.once(
+            &mut rec,
+            |r| &mut r.added,
+            || Ok::<_, ConnectionError>(ctx.store().read(|s| policy::auto_connections(s, &name))),
+        )?;
         for c in &added {
             tracing::info!(plug = %c.plug, slot = %c.slot, "auto-connected");
         }
@@ -109,7 +125,7 @@ impl PackManager {
     }
 
     pub(super) fn undo_auto_connect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
-        let added: Vec<Connection> = ctx.get("added").unwrap_or_default();
+        let added = ctx.data::<Added>().added.unwrap_or_default();
         self.drop_all(ctx.store(), &added)
     }
 
@@ -126,21 +142,27 @@ impl PackManager {
                 slot: slot.clone(),
                 manual: true,
             }),
-            _ => Err(Error::Internal("connect task in another change".into())),
+            _ => Err(ConnectionError::WrongPlan {
+                task: "connect",
+                expected: "connect",
+            }),
         }
     }
 
-    pub(super) fn connect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+    pub(super) fn connect_task(&self, ctx: &TaskCtx<'_>) -> Result<()> {
         let conn = Self::connect_plan(ctx)?;
         let plug = &conn.plug;
-        let was_undesired: bool = Self::recorded(ctx, "was-undesired", || {
-            Ok(ctx.store().read(|s| s.undesired.contains(plug)))
-        })?;
+        let mut rec: Connected = ctx.data();
+        let was_undesired = ctx.once(
+            &mut rec,
+            |r| &mut r.was_undesired,
+            || Ok::<_, ConnectionError>(ctx.store().read(|s| s.undesired.contains(plug))),
+        )?;
         self.add(ctx.store(), std::slice::from_ref(&conn))?;
         if was_undesired {
             ctx.store().update(|s| {
                 s.undesired.remove(&conn.plug);
-                Ok(())
+                Ok::<_, ConnectionError>(())
             })?;
         }
         Ok(())
@@ -148,10 +170,10 @@ impl PackManager {
 
     pub(super) fn undo_connect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
         let conn = Self::connect_plan(ctx)?;
-        if ctx.get::<bool>("was-undesired") == Some(true) {
+        if ctx.data::<Connected>().was_undesired == Some(true) {
             ctx.store().update(|s| {
                 s.undesired.insert(conn.plug.clone());
-                Ok(())
+                Ok::<_, ConnectionError>(())
             })?;
         }
         self.drop_all(ctx.store(), &[conn])
@@ -160,27 +182,35 @@ impl PackManager {
     fn disconnect_plan(ctx: &TaskCtx<'_>) -> Result<(PortRef, PortRef)> {
         match &ctx.plan {
             Plan::Disconnect { plug, slot } => Ok((plug.clone(), slot.clone())),
-            _ => Err(Error::Internal("disconnect task in another change".into())),
+            _ => Err(ConnectionError::WrongPlan {
+                task: "disconnect",
+                expected: "disconnect",
+            }),
         }
     }
 
-    pub(super) fn disconnect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
+    pub(super) fn disconnect_task(&self, ctx: &TaskCtx<'_>) -> Result<()> {
         let (plug, slot) = Self::disconnect_plan(ctx)?;
-        let removed: Vec<Connection> = Self::recorded(ctx, "removed", || {
-            Ok(ctx.store().read(|s| {
-                s.connections
-                    .iter()
-                    .filter(|c| c.plug == plug && c.slot == slot)
-                    .cloned()
-                    .collect()
-            }))
-        })?;
+        let mut rec: Removed = ctx.data();
+        let removed = ctx.once(
+            &mut rec,
+            |r| &mut r.removed,
+            || {
+                Ok::<_, ConnectionError>(ctx.store().read(|s| {
+                    s.connections
+                        .iter()
+                        .filter(|c| c.plug == plug && c.slot == slot)
+                        .cloned()
+                        .collect()
+                }))
+            },
+        )?;
         // An auto-connection root undoes stays undone: a refresh must not bring it back.
         self.drop_all(ctx.store(), &removed)?;
         if removed.iter().any(|c| !c.manual) {
             ctx.store().update(|s| {
                 s.undesired.insert(plug.clone());
-                Ok(())
+                Ok::<_, ConnectionError>(())
             })?;
         }
         Ok(())
@@ -188,11 +218,11 @@ impl PackManager {
 
     pub(super) fn undo_disconnect(&self, ctx: &TaskCtx<'_>) -> Result<()> {
         let (plug, _) = Self::disconnect_plan(ctx)?;
-        let removed: Vec<Connection> = ctx.get("removed").unwrap_or_default();
+        let removed = ctx.data::<Removed>().removed.unwrap_or_default();
         if removed.iter().any(|c| !c.manual) {
             ctx.store().update(|s| {
                 s.undesired.remove(&plug);
-                Ok(())
+                Ok::<_, ConnectionError>(())
             })?;
         }
         self.add(ctx.store(), &removed)
@@ -200,24 +230,33 @@ impl PackManager {
 
     pub(super) fn disconnect_all(&self, ctx: &TaskCtx<'_>) -> Result<()> {
         let name = ctx.plan.pack_name().to_string();
-        let removed: Vec<Connection> = Self::recorded(ctx, "removed", || {
-            Ok(ctx.store().read(|s| {
-                s.connections
-                    .iter()
-                    .filter(|c| c.plug.pack == name || c.slot.pack == name)
-                    .cloned()
-                    .collect()
-            }))
-        })?;
-        let undesired: Vec<PortRef> = Self::recorded(ctx, "undesired", || {
-            Ok(ctx.store().read(|s| {
-                s.undesired
-                    .iter()
-                    .filter(|p| p.pack == name)
-                    .cloned()
-                    .collect()
-            }))
-        })?;
+        let mut rec: Removed = ctx.data();
+        let removed = ctx.once(
+            &mut rec,
+            |r| &mut r.removed,
+            || {
+                Ok::<_, ConnectionError>(ctx.store().read(|s| {
+                    s.connections
+                        .iter()
+                        .filter(|c| c.plug.pack == name || c.slot.pack == name)
+                        .cloned()
+                        .collect()
+                }))
+            },
+        )?;
+        let undesired = ctx.once(
+            &mut rec,
+            |r| &mut r.undesired,
+            || {
+                Ok::<_, ConnectionError>(ctx.store().read(|s| {
+                    s.undesired
+                        .iter()
+                        .filter(|p| p.pack == name)
+                        .cloned()
+                        .collect()
+                }))
+            },
+        )?;
         for c in &removed {
             tracing::info!(plug = %c.plug, slot = %c.slot, "disconnected: pack removed");
         }
@@ -225,16 +264,17 @@ impl PackManager {
         self.drop_all(ctx.store(), &removed)?;
         ctx.store().update(|s| {
             s.undesired.retain(|p| !undesired.contains(p));
-            Ok(())
+            Ok::<_, ConnectionError>(())
         })
     }
 
     pub(super) fn undo_disconnect_all(&self, ctx: &TaskCtx<'_>) -> Result<()> {
-        let removed: Vec<Connection> = ctx.get("removed").unwrap_or_default();
-        let undesired: Vec<PortRef> = ctx.get("undesired").unwrap_or_default();
+        let rec: Removed = ctx.data();
+        let removed = rec.removed.unwrap_or_default();
+        let undesired = rec.undesired.unwrap_or_default();
         ctx.store().update(|s| {
             s.undesired.extend(undesired);
-            Ok(())
+            Ok::<_, ConnectionError>(())
         })?;
         self.add(ctx.store(), &removed)
     }

@@ -1,6 +1,7 @@
-//! The security profiles of a revision's apps, made at install (`setup-profiles`): a compiled
-//! seccomp profile and an AppArmor profile per app, under `var/lib/packd/profiles/NAME/REV/`.
-//! Launches only load them.
+//! The security profiles of a revision's apps, made at install (`setup-profiles`) and on every
+//! connection change: a compiled seccomp profile and an AppArmor profile per app (and per
+//! hook), under `var/lib/packd/profiles/NAME/REV/`. Launches only load them. Used by the
+//! pack and connection managers and, at start, by the daemon (the system key).
 
 use std::collections::BTreeMap;
 
@@ -8,10 +9,56 @@ use interfaces::Grants;
 use packfmt::meta::Confinement;
 use packfmt::{PackMeta, Revision};
 
-use crate::error::{IoContext, Result};
+use crate::error::IoContext;
 use crate::fsutil;
 use crate::paths::Paths;
-use crate::policy::{apparmor, seccomp};
+use crate::policy::{PolicyError, apparmor, seccomp};
+use crate::state::State;
+
+type Result<T> = std::result::Result<T, PolicyError>;
+
+/// Where profiles go, and whether the kernel has AppArmor to load them into.
+#[derive(Debug, Clone)]
+pub struct Profiles {
+    pub paths: Paths,
+    pub apparmor: bool,
+}
+
+impl Profiles {
+    /// Writes the profiles of revision `rev` of `name` for the connections in `state` (and
+    /// loads the AppArmor ones where the kernel has AppArmor).
+    pub fn write_for(
+        &self,
+        state: &State,
+        name: &str,
+        rev: Revision,
+        meta: &PackMeta,
+    ) -> std::result::Result<(), crate::error::ConnectionError> {
+        let grants =
+            crate::connections::policy::grants_by_app(state, &self.paths, name, rev, meta)?;
+        write(&self.paths, name, rev, meta, self.apparmor, &grants)?;
+        Ok(())
+    }
+
+    pub fn remove(&self, name: &str, rev: Revision) -> Result<()> {
+        remove(&self.paths, name, rev)
+    }
+
+    /// Loads the AppArmor profiles of a revision; nothing without AppArmor.
+    pub fn load(&self, name: &str, rev: Revision, meta: &PackMeta) -> Result<()> {
+        if self.apparmor {
+            load_apparmor(&self.paths, name, rev, meta)?;
+        }
+        Ok(())
+    }
+
+    /// Unloads a pack's AppArmor labels; nothing without AppArmor.
+    pub fn unload(&self, name: &str, meta: &PackMeta) {
+        if self.apparmor {
+            unload_apparmor(name, meta);
+        }
+    }
+}
 
 /// Writes (replacing) every profile of `meta`'s apps, with what each app's connections
 /// grant (`grants`, by app); loads the AppArmor ones if `load`.
@@ -29,7 +76,7 @@ pub fn write(
     let arch = seccomp::host_arch()?;
     let none = Grants::default();
     // Hooks have profiles of their own, as apps do.
-    let meta = &*crate::launch::hooks::with_hooks(meta);
+    let meta = &*crate::policy::hooks::with_hooks(meta);
     for app in meta.apps.keys() {
         let g = grants.get(app).unwrap_or(&none);
         let profile = seccomp::compile(arch, &g.seccomp, devmode)?;
@@ -97,18 +144,18 @@ pub fn remove(paths: &Paths, name: &str, rev: Revision) -> Result<()> {
     let dir = paths.profile_dir(name, rev);
     fsutil::remove_tree_if_exists(&dir).ctx("remove", &dir)?;
     let parent = paths.profiles_dir().join(name);
-    fsutil::remove_dir_if_empty(&parent).ctx("remove", &parent)
+    Ok(fsutil::remove_dir_if_empty(&parent).ctx("remove", &parent)?)
 }
 
 pub fn load_apparmor(paths: &Paths, name: &str, rev: Revision, meta: &PackMeta) -> Result<()> {
-    for app in crate::launch::hooks::with_hooks(meta).apps.keys() {
+    for app in crate::policy::hooks::with_hooks(meta).apps.keys() {
         apparmor::load(&paths.apparmor_profile(name, rev, app))?;
     }
     Ok(())
 }
 
 pub fn unload_apparmor(name: &str, meta: &PackMeta) {
-    for app in crate::launch::hooks::with_hooks(meta).apps.keys() {
+    for app in crate::policy::hooks::with_hooks(meta).apps.keys() {
         apparmor::unload(&apparmor::label(name, app));
     }
 }

@@ -1,5 +1,6 @@
-//! Connections between plugs and slots, against the state: which slots are offered, what
-//! auto-connects, and what an app's connections grant it (through the `interfaces` crate).
+//! Connections between plugs and slots, against the state (pure functions): which slots are
+//! offered, what auto-connects, and what an app's connections grant it (through the
+//! `interfaces` crate).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use interfaces::{Candidate, Grants, PortRef, SYSTEM, Side};
 use packfmt::meta::Port;
 use packfmt::{PackMeta, Revision};
 
-use crate::error::{Error, Result};
+use super::ConnectionError;
 use crate::paths::Paths;
 use crate::state::{Connection, State};
 
@@ -41,52 +42,45 @@ fn current_meta<'a>(state: &'a State, pack: &str) -> Option<(&'a PackMeta, Revis
         .map(|r| (&r.meta, r.revision))
 }
 
+type Result<T> = std::result::Result<T, ConnectionError>;
+
+fn installed<'a>(state: &'a State, pack: &str) -> Result<(&'a PackMeta, Revision)> {
+    current_meta(state, pack).ok_or_else(|| ConnectionError::PackNotInstalled(pack.to_string()))
+}
+
 /// The plug `r` names, or an error saying what is missing.
 pub fn plug(state: &State, r: &PortRef) -> Result<Port> {
-    let (meta, _) = current_meta(state, &r.pack).ok_or_else(|| Error::pack_not_found(&r.pack))?;
-    meta.plugs.get(&r.name).cloned().ok_or_else(|| {
-        Error::bad(format!(
-            "pack {:?} has no plug named {:?}{}",
-            r.pack,
-            r.name,
-            list_hint("plugs", meta.plugs.keys())
-        ))
-    })
+    let (meta, _) = installed(state, &r.pack)?;
+    meta.plugs
+        .get(&r.name)
+        .cloned()
+        .ok_or_else(|| ConnectionError::NoPlug {
+            pack: r.pack.clone(),
+            plug: r.name.clone(),
+            known: meta.plugs.keys().cloned().collect(),
+        })
 }
 
 /// The slot `r` names (`system:IFACE` for the system's), or an error saying what is missing.
 pub fn slot(state: &State, r: &PortRef) -> Result<Port> {
     if r.pack == SYSTEM {
-        return interfaces::system_slot(&r.name).ok_or_else(|| {
-            Error::bad(format!(
-                "the system has no slot named {:?}; its slots are named after their interfaces: {}",
-                r.name,
-                interfaces::system_slots()
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+        return interfaces::system_slot(&r.name).ok_or_else(|| ConnectionError::NoSystemSlot {
+            slot: r.name.clone(),
+            known: interfaces::system_slots()
+                .into_iter()
+                .map(|s| s.name)
+                .collect(),
         });
     }
-    let (meta, _) = current_meta(state, &r.pack).ok_or_else(|| Error::pack_not_found(&r.pack))?;
-    meta.slots.get(&r.name).cloned().ok_or_else(|| {
-        Error::bad(format!(
-            "pack {:?} has no slot named {:?}{}",
-            r.pack,
-            r.name,
-            list_hint("slots", meta.slots.keys())
-        ))
-    })
-}
-
-fn list_hint<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> String {
-    let names: Vec<&str> = names.map(String::as_str).collect();
-    if names.is_empty() {
-        format!("; it has no {what}")
-    } else {
-        format!("; its {what} are: {}", names.join(", "))
-    }
+    let (meta, _) = installed(state, &r.pack)?;
+    meta.slots
+        .get(&r.name)
+        .cloned()
+        .ok_or_else(|| ConnectionError::NoSlot {
+            pack: r.pack.clone(),
+            slot: r.name.clone(),
+            known: meta.slots.keys().cloned().collect(),
+        })
 }
 
 /// The slot a `pack connect PLUG` without a slot means: the only compatible one.
@@ -99,17 +93,17 @@ pub fn default_slot(state: &State, plug_ref: &PortRef, plug: &Port) -> Result<Po
     let found = interfaces::candidates(&plug_ref.pack, plug, &list);
     match found.as_slice() {
         [only] => Ok(PortRef::new(only.pack, &only.slot.name)),
-        [] => Err(Error::bad(format!(
-            "no slot can take plug {plug_ref} (interface {:?}); install a pack that provides one",
-            plug.interface
-        ))),
-        many => Err(Error::bad(format!(
-            "plug {plug_ref} could connect to {}; name the slot: pack connect {plug_ref} PACK:SLOT",
-            many.iter()
+        [] => Err(ConnectionError::NoCandidate {
+            plug: plug_ref.clone(),
+            interface: plug.interface.clone(),
+        }),
+        many => Err(ConnectionError::Ambiguous {
+            plug: plug_ref.clone(),
+            candidates: many
+                .iter()
                 .map(|c| format!("{}:{}", c.pack, c.slot.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+                .collect(),
+        }),
     }
 }
 
@@ -202,7 +196,7 @@ pub fn grants_by_app(
     meta: &PackMeta,
 ) -> Result<BTreeMap<String, Grants>> {
     // Hooks get grants like apps (their own plugs, and the pack-wide ones).
-    let meta = &*crate::launch::hooks::with_hooks(meta);
+    let meta = &*crate::policy::hooks::with_hooks(meta);
     let mut per_plug: BTreeMap<&str, Grants> = BTreeMap::new();
     for c in state.connections.iter().filter(|c| c.plug.pack == name) {
         let Some(plug) = meta.plugs.get(&c.plug.name) else {
@@ -227,9 +221,11 @@ pub fn grants_by_app(
             slot: side(paths, &c.slot.pack, slot_rev, &slot),
             host_root: paths.root(),
         };
-        let g = conn
-            .grants()
-            .map_err(|e| Error::bad(format!("connection {} to {}: {e}", c.plug, c.slot)))?;
+        let g = conn.grants().map_err(|e| ConnectionError::Grant {
+            plug: c.plug.clone(),
+            slot: c.slot.clone(),
+            reason: e.to_string(),
+        })?;
         per_plug.entry(plug.name.as_str()).or_default().merge(g);
     }
     let mut out = BTreeMap::new();

@@ -1,5 +1,5 @@
-//! Mounting package blobs: a read-only loop device (auto-clearing, so unmounting frees it) and a
-//! squashfs mount with `ro,nodev,nosuid`.
+//! [`RealMounts`]: package blobs on read-only loop devices (auto-clearing, so unmounting frees
+//! them), mounted as squashfs with `ro,nodev,nosuid`.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -11,11 +11,30 @@ use std::time::Duration;
 use loopdev::LoopControl;
 use nix::mount::{MntFlags, MsFlags};
 
-use crate::error::{Error, Result};
+use crate::error::IoError;
+
+type Result<T> = std::result::Result<T, IoError>;
+
+/// The kernel's mounts and loop devices.
+pub struct RealMounts;
+
+impl super::Mounts for RealMounts {
+    fn mount_blob(&self, blob: &Path, target: &Path) -> Result<()> {
+        mount_blob(blob, target)
+    }
+
+    fn unmount(&self, target: &Path) -> Result<()> {
+        unmount(target)
+    }
+
+    fn is_mountpoint(&self, target: &Path) -> Result<bool> {
+        is_mountpoint(target)
+    }
+}
 
 /// Attaches `blob` to a free loop device and mounts it at `target`. Already mounted is fine
 /// (tasks are re-run after a crash).
-pub fn mount_blob(blob: &Path, target: &Path) -> Result<()> {
+fn mount_blob(blob: &Path, target: &Path) -> Result<()> {
     if is_mountpoint(target)? {
         return Ok(());
     }
@@ -23,7 +42,7 @@ pub fn mount_blob(blob: &Path, target: &Path) -> Result<()> {
         .read(true)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(blob)
-        .map_err(|e| Error::io(format!("cannot open {}", blob.display()), e))?;
+        .map_err(|e| IoError::new(format!("cannot open {}", blob.display()), e))?;
     // Keep the device open until the mount holds it: an auto-clearing loop device detaches
     // itself when its last opener closes it.
     let (device, loop_dev) = attach_loop(&file, blob)?;
@@ -37,7 +56,7 @@ pub fn mount_blob(blob: &Path, target: &Path) -> Result<()> {
     ) {
         // Nobody else uses the device: closing our handle detaches it (auto-clear).
         drop(loop_dev);
-        return Err(Error::io(
+        return Err(IoError::new(
             format!(
                 "cannot mount {} at {} (is the kernel's squashfs support loaded?)",
                 blob.display(),
@@ -54,7 +73,7 @@ pub fn mount_blob(blob: &Path, target: &Path) -> Result<()> {
 /// grab the same free device between the query and the attach; that is retried.
 fn attach_loop(file: &File, blob: &Path) -> Result<(PathBuf, loopdev::LoopDevice)> {
     let control = LoopControl::open().map_err(|e| {
-        Error::io(
+        IoError::new(
             "cannot open /dev/loop-control (are loop devices available?)",
             e,
         )
@@ -63,7 +82,7 @@ fn attach_loop(file: &File, blob: &Path) -> Result<(PathBuf, loopdev::LoopDevice
     for attempt in 0..20 {
         let device = control
             .next_free()
-            .map_err(|e| Error::io("cannot find a free loop device", e))?;
+            .map_err(|e| IoError::new("cannot find a free loop device", e))?;
         match device
             .with()
             .read_only(true)
@@ -71,9 +90,12 @@ fn attach_loop(file: &File, blob: &Path) -> Result<(PathBuf, loopdev::LoopDevice
             .attach_fd(file.as_raw_fd())
         {
             Ok(()) => {
-                let path = device
-                    .path()
-                    .ok_or_else(|| Error::Internal("loop device without a path".into()))?;
+                let path = device.path().ok_or_else(|| {
+                    IoError::new(
+                        "the loop device has no path",
+                        io::Error::from_raw_os_error(libc::ENODEV),
+                    )
+                })?;
                 return Ok((path, device));
             }
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
@@ -81,14 +103,14 @@ fn attach_loop(file: &File, blob: &Path) -> Result<(PathBuf, loopdev::LoopDevice
                 std::thread::sleep(Duration::from_millis(5 * (attempt + 1)));
             }
             Err(e) => {
-                return Err(Error::io(
+                return Err(IoError::new(
                     format!("cannot attach {} to a loop device", blob.display()),
                     e,
                 ));
             }
         }
     }
-    Err(Error::io(
+    Err(IoError::new(
         format!(
             "cannot attach {} to a loop device: every free device was taken by others",
             blob.display()
@@ -99,7 +121,7 @@ fn attach_loop(file: &File, blob: &Path) -> Result<(PathBuf, loopdev::LoopDevice
 
 /// Unmounts `target` if it is a mount point. A busy mount is detached lazily; its loop device
 /// clears itself when the last user (e.g. a running sandbox) lets go.
-pub fn unmount(target: &Path) -> Result<()> {
+fn unmount(target: &Path) -> Result<()> {
     if !is_mountpoint(target)? {
         return Ok(());
     }
@@ -108,9 +130,9 @@ pub fn unmount(target: &Path) -> Result<()> {
         Err(nix::errno::Errno::EBUSY) => {
             tracing::warn!(target = %target.display(), "mount busy; detaching lazily");
             nix::mount::umount2(target, MntFlags::MNT_DETACH)
-                .map_err(|e| Error::io(format!("cannot unmount {}", target.display()), e.into()))
+                .map_err(|e| IoError::new(format!("cannot unmount {}", target.display()), e.into()))
         }
-        Err(e) => Err(Error::io(
+        Err(e) => Err(IoError::new(
             format!("cannot unmount {}", target.display()),
             e.into(),
         )),
@@ -118,14 +140,14 @@ pub fn unmount(target: &Path) -> Result<()> {
 }
 
 /// Whether `path` is a mount point in this mount namespace, from `/proc/self/mountinfo`.
-pub fn is_mountpoint(path: &Path) -> Result<bool> {
+fn is_mountpoint(path: &Path) -> Result<bool> {
     Ok(mount_points()?.iter().any(|m| m == path))
 }
 
 /// Every mount point in this namespace.
-pub fn mount_points() -> Result<Vec<PathBuf>> {
+fn mount_points() -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::io("cannot read /proc/self/mountinfo", e))?;
+        .map_err(|e| IoError::new("cannot read /proc/self/mountinfo", e))?;
     Ok(parse_mountinfo(&text))
 }
 
