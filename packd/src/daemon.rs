@@ -200,7 +200,13 @@ impl Daemon {
             supervisor = self.services.supervisor(),
             "packd ready"
         );
-        self.services.start_at_boot();
+        // After a reboot every enabled service starts; after a restart of packd alone, what ran
+        // was taken over and what the user stopped stays stopped.
+        if first_start_since_boot(&self.paths) {
+            self.services.start_at_boot();
+        } else {
+            tracing::info!("packd restarted: services as they were");
+        }
         let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let shutdown = async move {
@@ -224,6 +230,20 @@ impl Daemon {
         let _ = std::fs::remove_file(socket);
         Ok(())
     }
+}
+
+/// Whether this is packd's first start since the machine booted: the kernel's boot id differs
+/// from the one packd wrote in `run/packd/boot-id` (in `/run`, which a reboot empties anyway).
+/// Records the current one.
+fn first_start_since_boot(paths: &Paths) -> bool {
+    let file = paths.run_dir().join("boot-id");
+    let now = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let before = std::fs::read_to_string(&file).unwrap_or_default();
+    if let Err(e) = fsutil::write_atomic(&file, now.as_bytes(), 0o644) {
+        tracing::warn!(error = %e, "cannot record the boot id; services start as at boot");
+        return true;
+    }
+    now.is_empty() || now != before
 }
 
 fn make_layout(paths: &Paths) -> anyhow::Result<()> {

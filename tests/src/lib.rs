@@ -316,6 +316,17 @@ impl Env {
         unmount_under(&self.root);
     }
 
+    /// As a reboot: the daemon must be stopped; every process of this root goes (services
+    /// included), every mount, and `run/` (a tmpfs on a real system) is emptied.
+    pub fn reboot(&self) {
+        assert!(self.daemon.is_none(), "stop the daemon before a reboot");
+        self.remove_cgroups();
+        unmount_under(&self.root);
+        let run = self.root.join("run");
+        let _ = fs::remove_dir_all(&run);
+        fs::create_dir_all(&run).expect("run dir");
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("packd.log")).unwrap_or_default()
     }

@@ -154,7 +154,7 @@ fn daemon_restart_and_reboot_keep_everything_working() {
     env.install(&hello(&env));
     env.stop();
     // A reboot: nothing is mounted any more.
-    env.unmount_all();
+    env.reboot();
     assert!(env.mounts().is_empty());
     env.start();
     let mounts = env.mounts();

@@ -118,14 +118,28 @@ fn a_service_runs_from_install_logs_and_follows_start_stop_and_boot() {
         [("svc.tick".into(), false, "inactive".into())]
     );
     env.stop();
+    env.reboot();
     env.start();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(state(&env, "svc.tick"), "inactive");
     // Enabled again: started now and at every boot.
     env.pack(["start", "--enable", "svc"]).ok();
     env.stop();
+    env.reboot();
     env.start();
     eventually("it is started at boot", || {
+        state(&env, "svc.tick") == "active"
+    });
+    // Stopped but enabled: a restart of packd alone leaves it as it was; a reboot starts it.
+    env.pack(["stop", "svc"]).ok();
+    env.stop();
+    env.start();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(state(&env, "svc.tick"), "inactive");
+    env.stop();
+    env.reboot();
+    env.start();
+    eventually("it is started at the next boot", || {
         state(&env, "svc.tick") == "active"
     });
 

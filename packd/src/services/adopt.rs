@@ -107,8 +107,9 @@ impl ServiceManager {
         self.ctx.supervisor.forget(files).await;
     }
 
-    /// Starts the enabled services of every installed pack that do not run (as at boot), in
-    /// the background: packs one after another, each in its dependency order. A pack with a
+    /// Starts the enabled services of every installed pack that packd does not know of yet
+    /// (all of them after a reboot; after a restart, those [`Self::adopt`] found no trace of),
+    /// in the background: packs one after another, each in its dependency order. A pack with a
     /// change under way is left to the change; its services start once it is done (with
     /// whatever revision it left current).
     pub fn start_at_boot(self: &std::sync::Arc<Self>) {
@@ -125,7 +126,11 @@ impl ServiceManager {
                         .partition(|name| s.change_in_progress(name).is_none())
                 });
                 for pack in ready {
-                    let apps = store.read(|s| super::tasks::enabled(s, &pack));
+                    // What was taken over (or found ended and judged by its restart
+                    // condition) is not started again: only what nothing knows of, as after
+                    // a reboot.
+                    let mut apps = store.read(|s| super::tasks::enabled(s, &pack));
+                    apps.retain(|a| !me.known(&pack, a));
                     if apps.is_empty() {
                         continue;
                     }
