@@ -66,7 +66,7 @@ pub(crate) fn build(
             use std::os::fd::AsRawFd;
             let ready = proto::TemplateReady {};
             if let Err(e) = proto::send(sock.as_fd(), &ready, &[template.as_raw_fd()]) {
-                eprintln!("pack-confine: cannot hand over a mount template: {e}");
+                crate::error::diag(&format!("cannot hand over a mount template: {e}"));
             }
         }
         Mounting::Join(template) => {

@@ -92,3 +92,12 @@ impl StepError {
         }
     }
 }
+
+/// One line on the helper's standard error, for what nobody else will hear about. Never fails
+/// and never panics: standard error may be a pipe whose reader is gone (a dead daemon's log),
+/// a full disk, or closed.
+pub fn diag(message: &str) {
+    let line = format!("pack-confine: {message}\n");
+    // SAFETY: write(2) from a buffer we own; the result is deliberately ignored.
+    let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+}

@@ -108,7 +108,7 @@ pub fn supervise(frame: &Frame, source: Source<'_>) -> i32 {
             match source {
                 // SAFETY: STATUS_FD is the launch's status pipe (or closed).
                 Source::Given { .. } => unsafe { StatusPipe::from_raw(STATUS_FD) }.report(&e),
-                Source::Slot => eprintln!("pack-confine: cannot prepare a sandbox: {e}"),
+                Source::Slot => crate::error::diag(&format!("cannot prepare a sandbox: {e}")),
             }
             EXIT_SETUP_FAILED
         }
@@ -209,7 +209,7 @@ fn receive() -> Option<(SandboxSpec, Mounting, Option<OwnedFd>)> {
         Ok(Some(got)) => got,
         Ok(None) => return None,
         Err(e) => {
-            eprintln!("pack-confine: a bad launch for a prepared sandbox: {e}");
+            crate::error::diag(&format!("a bad launch for a prepared sandbox: {e}"));
             return None;
         }
     };
@@ -224,7 +224,7 @@ fn receive() -> Option<(SandboxSpec, Mounting, Option<OwnedFd>)> {
     ) {
         Ok(extras) => extras,
         Err(e) => {
-            eprintln!("pack-confine: {e}");
+            crate::error::diag(&e.to_string());
             return None;
         }
     };

@@ -62,6 +62,21 @@ pub fn listen(path: &Path) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Points standard input, output and error at `/dev/null` (a monitor forked by the zygote
+/// would otherwise keep the daemon's, which may be a pipe whose reader goes with the daemon).
+pub fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 of a descriptor we own onto the standard ones.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}
+
 /// `pack-confine --monitor FILE`: the monitor as systemd starts it, its spec and the sandbox's
 /// in `FILE` (`{"monitor": …, "sandbox": …}`).
 pub fn main_from_file(file: &Path) -> i32 {
@@ -76,10 +91,10 @@ pub fn main_from_file(file: &Path) -> i32 {
     {
         Ok(both) => both,
         Err(e) => {
-            eprintln!(
-                "pack-confine: cannot read the monitor spec {}: {e}",
+            crate::error::diag(&format!(
+                "cannot read the monitor spec {}: {e}",
                 file.display()
-            );
+            ));
             return 2;
         }
     };
@@ -88,10 +103,10 @@ pub fn main_from_file(file: &Path) -> i32 {
     match listen(&both.monitor.socket) {
         Ok(listener) => run(&both.monitor, &both.sandbox, listener),
         Err(e) => {
-            eprintln!(
-                "pack-confine: cannot listen on {}: {e}",
+            crate::error::diag(&format!(
+                "cannot listen on {}: {e}",
                 both.monitor.socket.display()
-            );
+            ));
             EXIT_SETUP_FAILED
         }
     }
@@ -106,7 +121,7 @@ pub fn run(spec: &MonitorSpec, sandbox: &SandboxSpec, listener: OwnedFd) -> i32 
     if let Some(cg) = &spec.cgroup
         && let Err(e) = crate::cgroup::join(&cg.dirs)
     {
-        eprintln!("pack-confine monitor {}: {e}", spec.name);
+        crate::error::diag(&format!("monitor {}: {e}", spec.name));
         return EXIT_SETUP_FAILED;
     }
     let mut log = LogFile::new(spec.log.clone(), spec.rotate_at);
@@ -146,7 +161,7 @@ fn write_record(path: &Path, record: &ExitRecord) {
         .and_then(|bytes| std::fs::write(&tmp, bytes))
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
-        eprintln!("pack-confine: cannot write {}: {e}", path.display());
+        crate::error::diag(&format!("cannot write {}: {e}", path.display()));
     }
 }
 
@@ -234,7 +249,7 @@ impl<'a> Monitor<'a> {
                         },
                     ),
                     Err(e) => {
-                        eprintln!("pack-confine: {e}");
+                        crate::error::diag(&e.to_string());
                         EXIT_SETUP_FAILED
                     }
                 };

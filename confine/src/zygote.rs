@@ -111,7 +111,7 @@ pub fn serve(sock: OwnedFd, parent: i32) -> i32 {
 
 /// No logging framework in the helper: one line on its stderr (the daemon's log).
 fn tracing_free_log(msg: &str) {
-    eprintln!("pack-confine zygote: {msg}");
+    crate::error::diag(&format!("zygote: {msg}"));
 }
 
 fn launch(
@@ -222,6 +222,9 @@ fn start_monitor(
         close_range(SOCKET_FD as u32 + 1, u32::MAX);
         // SAFETY: just put there, ours.
         let listener = unsafe { OwnedFd::from_raw_fd(SOCKET_FD) };
+        // The daemon's standard streams are not the monitor's: it outlives the daemon, and
+        // says what it has to say in the service's log.
+        crate::monitor::detach_stdio();
         crate::monitor::run(monitor, spec, listener)
     });
     drop(listener);
