@@ -3,7 +3,7 @@
 CARGO ?= cargo
 # System packages the build, the tests, the demo and the benchmarks need.
 APT_PACKAGES := libsquashfs-dev libclang-dev clang pkg-config squashfs-tools squashfs-tools-ng \
-	busybox-static debootstrap apparmor hyperfine bubblewrap util-linux
+	busybox-static debootstrap apparmor hyperfine bubblewrap util-linux dbus-daemon
 
 .PHONY: all deps build release test lint unit e2e demo bench clean
 

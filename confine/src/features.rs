@@ -21,7 +21,11 @@ pub struct Features {
 
 impl Features {
     pub fn probe() -> Features {
-        let layout = Layout::detect();
+        Self::probe_with(Layout::detect())
+    }
+
+    /// The features of this kernel, with `layout` as its cgroups.
+    pub fn probe_with(layout: Result<Layout, crate::cgroup::CgroupError>) -> Features {
         Features {
             cgroup_controllers: layout.as_ref().map(Layout::controllers).unwrap_or_default(),
             cgroups: layout
@@ -70,14 +74,13 @@ impl Features {
                 match (self.landlock_abi, devmode) {
                     (0, _) => "unavailable: this kernel has no Landlock (or it is disabled)".into(),
                     (_, true) => "not applied (devmode)".into(),
+                    (abi, false) if abi < landlock::PINNED_ABI as i32 => format!(
+                        "unavailable: kernel ABI {abi}, older than the ABI {} strict apps need (their launch is refused)",
+                        landlock::PINNED_ABI as i32
+                    ),
                     (abi, false) => format!(
-                        "active: kernel ABI {abi}, rules pinned to ABI {}{}",
-                        landlock::PINNED_ABI as i32,
-                        if abi < landlock::PINNED_ABI as i32 {
-                            " (partially enforced)"
-                        } else {
-                            ""
-                        }
+                        "active: kernel ABI {abi}, rules pinned to ABI {}, fully enforced or the launch is refused",
+                        landlock::PINNED_ABI as i32
                     ),
                 },
             ),
@@ -102,17 +105,22 @@ impl Features {
 
     /// The first layer a strict app requires that this kernel lacks. AppArmor is not required:
     /// many kernels (this project's CI among them) have none, and the other layers stand alone.
+    /// The cgroup controllers an app's limits need are checked when its cgroup is made (they
+    /// depend on the app, and on what the parent cgroup delegated): a missing one refuses the
+    /// launch there, naming it.
     pub fn missing_for_strict(&self) -> Option<String> {
         if let Err(e) = &self.cgroups {
             return Some(format!("cgroups ({e})"));
         }
-        for c in ["memory", "pids"] {
-            if !self.cgroup_controllers.iter().any(|have| have == c) {
-                return Some(format!("the cgroup {c} controller"));
-            }
-        }
         if self.landlock_abi == 0 {
             return Some("Landlock".into());
+        }
+        if self.landlock_abi < landlock::PINNED_ABI as i32 {
+            return Some(format!(
+                "Landlock ABI {} (it has ABI {}, which cannot enforce all of a strict app's rules)",
+                landlock::PINNED_ABI as i32,
+                self.landlock_abi
+            ));
         }
         if !self.seccomp {
             return Some("seccomp".into());
@@ -154,10 +162,17 @@ mod tests {
         f.landlock_abi = 0;
         assert_eq!(f.missing_for_strict().as_deref(), Some("Landlock"));
         let mut f = full();
-        f.cgroup_controllers.retain(|c| c != "pids");
+        f.landlock_abi = 3;
+        assert!(
+            f.missing_for_strict()
+                .is_some_and(|m| m.starts_with("Landlock ABI 6 (it has ABI 3")),
+            "{f:?}"
+        );
+        let mut f = full();
+        f.cgroups = Err("none mounted".into());
         assert_eq!(
             f.missing_for_strict().as_deref(),
-            Some("the cgroup pids controller")
+            Some("cgroups (none mounted)")
         );
     }
 

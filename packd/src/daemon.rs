@@ -81,7 +81,9 @@ impl Daemon {
             }
         }
         let store = Arc::new(Store::open(&paths.state_file())?);
-        let features = crate::testing::hide_layers(confine::Features::probe());
+        let features = crate::testing::hide_layers(confine::Features::probe_with(
+            crate::testing::cgroup_layout(),
+        ));
         let cgroups: Arc<dyn Cgroups> = Arc::new(RealCgroups::new(
             crate::testing::cgroup_layout().map_err(|e| e.to_string()),
         ));
@@ -270,14 +272,18 @@ async fn make_supervisor(
     launcher: &Arc<Launcher>,
     paths: &Paths,
 ) -> anyhow::Result<Arc<dyn Supervisor>> {
-    let _ = paths;
     Ok(match &config.supervisor {
         SupervisorChoice::Native => Arc::new(
             crate::services::supervisor::native::NativeSupervisor::new(launcher.clone()),
         ),
-        SupervisorChoice::Systemd { .. } => {
-            anyhow::bail!("the systemd supervisor is not built yet")
-        }
+        SupervisorChoice::Systemd { bus } => Arc::new(
+            crate::services::supervisor::systemd::SystemdSupervisor::connect(
+                bus.as_deref(),
+                config.confine_helper.clone(),
+                paths.root(),
+            )
+            .await?,
+        ),
     })
 }
 

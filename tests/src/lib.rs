@@ -9,6 +9,7 @@
 #![allow(clippy::new_without_default)]
 
 pub mod probe;
+pub mod systemd;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -156,6 +157,19 @@ pub struct Env {
     pub socket: PathBuf,
     daemon: Option<Child>,
     extra_env: BTreeMap<String, String>,
+    /// The sandbox helper the daemon is given (`pack-confine` unless a test changes it).
+    confine_helper: PathBuf,
+    /// The fake systemd services run under, with [`Supervisor::Systemd`].
+    systemd: Option<systemd::FakeSystemd>,
+}
+
+/// Who supervises the daemon's services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Supervisor {
+    /// packd's own monitors.
+    Native,
+    /// Transient units of a fake systemd on a private D-Bus (`--supervisor systemd`).
+    Systemd,
 }
 
 impl Env {
@@ -163,6 +177,15 @@ impl Env {
     pub fn new() -> Env {
         let mut env = Env::stopped();
         env.start();
+        env
+    }
+
+    /// A new root whose services run under `supervisor`, daemon not started.
+    pub fn stopped_under(supervisor: Supervisor) -> Env {
+        let mut env = Env::stopped();
+        if supervisor == Supervisor::Systemd {
+            env.systemd = Some(systemd::FakeSystemd::start(env.dir.path()));
+        }
         env
     }
 
@@ -181,12 +204,19 @@ impl Env {
             socket,
             daemon: None,
             extra_env: BTreeMap::new(),
+            confine_helper: bin_dir().join("pack-confine"),
+            systemd: None,
         }
     }
 
     /// An environment variable for the daemon's next start (e.g. a crash point).
     pub fn set_daemon_env(&mut self, key: &str, value: &str) {
         self.extra_env.insert(key.into(), value.into());
+    }
+
+    /// The sandbox helper for the daemon's next start (e.g. a wrapper around `pack-confine`).
+    pub fn set_confine_helper(&mut self, helper: &Path) {
+        self.confine_helper = helper.to_path_buf();
     }
 
     pub fn clear_daemon_env(&mut self) {
@@ -205,9 +235,13 @@ impl Env {
             .append(true)
             .open(self.dir.path().join("packd.log"))
             .expect("log file");
-        let child = Command::new(packd)
+        let mut cmd = Command::new(packd);
+        if let Some(systemd) = &self.systemd {
+            cmd.args(["--supervisor", "systemd", "--systemd-bus", &systemd.address]);
+        }
+        let child = cmd
             .arg("--confine-helper")
-            .arg(bin_dir().join("pack-confine"))
+            .arg(&self.confine_helper)
             .arg("--pack-binary")
             .arg(bin_dir().join("pack"))
             .arg("--root")
@@ -236,6 +270,11 @@ impl Env {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// What the fake systemd wrote (its journal), with [`Supervisor::Systemd`].
+    pub fn systemd_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("systemd.log")).unwrap_or_default()
     }
 
     /// The daemon's pid, while it runs.
@@ -432,6 +471,8 @@ impl Drop for Env {
             let _ = child.wait();
         }
         self.remove_cgroups();
+        // The monitors have seen their sandboxes go: systemd (the fake) may go too.
+        drop(self.systemd.take());
         unmount_under(&self.root);
         // A crash anywhere in packd or its helpers fails the test that saw it (unless the
         // test is failing already).

@@ -2,11 +2,15 @@
 //! stop, restart or duplicate a running service; its log has no gap while packd is away; the
 //! next packd takes it over (same pid, `pack stop` works), restarts what died meanwhile as its
 //! restart condition says, and a crash loop ends `failed` with packd idle.
+//!
+//! Every test runs twice: with packd's own monitors (`native::`) and with each monitor a
+//! transient unit of a fake systemd on a private D-Bus (`systemd::`); both must behave the
+//! same.
 
 use std::fs;
 use std::time::{Duration, Instant};
 
-use packd_tests::{Env, require_root, write_pack_dir};
+use packd_tests::{Env, Supervisor, write_pack_dir};
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
@@ -63,10 +67,9 @@ fn ticks(log: &str) -> Vec<u64> {
 const TICKER: &str =
     "#!/bin/sh\necho hello\ni=0\nwhile true; do echo tick $i; i=$((i+1)); sleep 0.05; done\n";
 
-#[test]
-fn a_service_keeps_its_pid_and_its_log_across_kill_term_and_an_upgrade_of_packd() {
-    require_root!();
-    let mut env = Env::new();
+fn a_service_keeps_its_pid_and_its_log_across_kill_term_and_an_upgrade_of_packd(sup: Supervisor) {
+    let mut env = Env::stopped_under(sup);
+    env.start();
     env.install_base();
     install(
         &env,
@@ -79,6 +82,15 @@ fn a_service_keeps_its_pid_and_its_log_across_kill_term_and_an_upgrade_of_packd(
     let pid = pid.expect("a pid");
     let procs = env.processes("bin/tick");
     assert_eq!(procs.len(), 1, "{procs:?}");
+    if sup == Supervisor::Systemd {
+        // Its monitor is a transient unit, named for the service.
+        let journal = env.systemd_log();
+        assert!(
+            journal.contains("StartTransientUnit packd-")
+                && journal.contains("-surv.tick.service fail"),
+            "{journal}"
+        );
+    }
 
     // kill -9: the service goes on, and so does its log, with nobody but its monitor.
     env.kill();
@@ -138,10 +150,9 @@ fn a_service_keeps_its_pid_and_its_log_across_kill_term_and_an_upgrade_of_packd(
     assert!(log(&env, "surv.tick.log").contains("[packd] stopped"));
 }
 
-#[test]
-fn services_that_died_while_packd_was_down_follow_their_restart_condition() {
-    require_root!();
-    let mut env = Env::new();
+fn services_that_died_while_packd_was_down_follow_their_restart_condition(sup: Supervisor) {
+    let mut env = Env::stopped_under(sup);
+    env.start();
     env.install_base();
     install(
         &env,
@@ -191,10 +202,9 @@ fn cpu_ticks(pid: i32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-#[test]
-fn a_crash_loop_ends_failed_and_leaves_packd_idle() {
-    require_root!();
-    let env = Env::new();
+fn a_crash_loop_ends_failed_and_leaves_packd_idle(sup: Supervisor) {
+    let mut env = Env::stopped_under(sup);
+    env.start();
     env.install_base();
     install(
         &env,
@@ -223,4 +233,53 @@ fn a_crash_loop_ends_failed_and_leaves_packd_idle() {
         log(&env, "loop.crash.log").matches(" crashing\n").count(),
         5
     );
+}
+
+macro_rules! under_both_supervisors {
+    ($($test:ident),* $(,)?) => {
+        mod native {
+            $(#[test]
+            fn $test() {
+                packd_tests::require_root!();
+                super::$test(packd_tests::Supervisor::Native);
+            })*
+        }
+        mod systemd {
+            $(#[test]
+            fn $test() {
+                packd_tests::require_root!();
+                super::$test(packd_tests::Supervisor::Systemd);
+            })*
+        }
+    };
+}
+
+under_both_supervisors!(
+    a_service_keeps_its_pid_and_its_log_across_kill_term_and_an_upgrade_of_packd,
+    services_that_died_while_packd_was_down_follow_their_restart_condition,
+    a_crash_loop_ends_failed_and_leaves_packd_idle,
+);
+
+#[test]
+fn packd_under_systemd_without_a_bus_says_so_and_does_not_start() {
+    packd_tests::require_root!();
+    let env = Env::stopped();
+    let bus = format!("unix:path={}", env.dir.path().join("no-bus").display());
+    let out = std::process::Command::new(packd_tests::bin_dir().join("packd"))
+        .args(["--supervisor", "systemd", "--systemd-bus", &bus, "--root"])
+        .arg(&env.root)
+        .arg("--confine-helper")
+        .arg(packd_tests::bin_dir().join("pack-confine"))
+        .arg("--pack-binary")
+        .arg(packd_tests::pack_bin())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot reach systemd on {bus}"))
+            && err.contains("--supervisor packd"),
+        "{err}"
+    );
+    assert!(!env.socket.exists(), "it listened anyway");
 }

@@ -39,8 +39,70 @@ pub enum CgroupError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// Limits asked for that no hierarchy can enforce here: the controllers they need, and
+    /// where delegation stops (the first cgroup on the way that does not offer them).
+    #[error("{}", missing_message(controllers, stops_at, offered, *at_root))]
+    Missing {
+        controllers: Vec<&'static str>,
+        /// The cgroup whose `cgroup.controllers` lacks them (on v2), if there is a v2 hierarchy.
+        stops_at: Option<PathBuf>,
+        /// What it offers.
+        offered: Vec<String>,
+        /// Whether that cgroup is the root of packd's hierarchy (nothing above it to ask).
+        at_root: bool,
+    },
     #[error("cannot install the device filter: {0}")]
     Bpf(String),
+}
+
+fn missing_message(
+    controllers: &[&str],
+    stops_at: &Option<PathBuf>,
+    offered: &[String],
+    at_root: bool,
+) -> String {
+    let names = controllers.join(", ");
+    let (s, them, they, are) = if controllers.len() == 1 {
+        ("", "it", "it", "is")
+    } else {
+        ("s", "them", "they", "are")
+    };
+    let plus = controllers
+        .iter()
+        .map(|c| format!("+{c}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let Some(dir) = stops_at else {
+        return format!(
+            "its limits need the cgroup {names} controller{s}, and this system mounts no cgroup \
+             hierarchy with {them}"
+        );
+    };
+    let offered = if offered.is_empty() {
+        "none of memory, pids, cpu".to_string()
+    } else {
+        offered.join(" ")
+    };
+    if at_root {
+        format!(
+            "its limits need the cgroup {names} controller{s}, which the cgroup2 hierarchy at {} \
+             does not offer (it offers: {offered}): {they} {are} bound to a cgroup v1 hierarchy, or \
+             whoever made this cgroup namespace kept {them}; boot with a unified hierarchy \
+             (systemd.unified_cgroup_hierarchy=1), or have the parent enable {plus} in its \
+             cgroup.subtree_control (under systemd: Delegate=yes for packd)",
+            dir.display()
+        )
+    } else {
+        let parent = dir.parent().unwrap_or(dir);
+        format!(
+            "its limits need the cgroup {names} controller{s}, which {} does not offer (it \
+             offers: {offered}): {} has not delegated {them}; enable {them} with \
+             `echo {plus} > {}/cgroup.subtree_control` (under systemd: Delegate=yes for packd)",
+            dir.display(),
+            parent.display(),
+            parent.display(),
+        )
+    }
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
@@ -163,12 +225,26 @@ impl Cgroup {
     }
 
     fn make(&self, layout: &Layout, rel: &Path, limits: &Limits) -> Result<(), CgroupError> {
+        // The controllers the limits need that no v1 hierarchy carries: v2 must.
+        let needed: Vec<&'static str> = needed_controllers(limits)
+            .into_iter()
+            .filter(|c| layout.v1(c).is_none())
+            .collect();
         if let (Some(dir), Some(root)) = (&self.v2, layout.v2()) {
             make_v2_dirs(root, rel)?;
+            check_v2_offers(root, rel, &needed)?;
             v2_limits(dir, limits)?;
             if !limits.devices.is_empty() {
                 bpf::attach_device_filter(dir, &limits.devices).map_err(CgroupError::Bpf)?;
             }
+        }
+        if layout.v2().is_none() && !needed.is_empty() {
+            return Err(CgroupError::Missing {
+                controllers: needed,
+                stops_at: None,
+                offered: Vec::new(),
+                at_root: false,
+            });
         }
         for (controller, dir) in &self.v1 {
             fs::create_dir_all(dir).map_err(io_err("create", dir))?;
@@ -240,8 +316,9 @@ impl Cgroup {
     }
 }
 
-/// Creates `rel` under the v2 `root`, enabling the controllers it needs in each directory this
-/// creates (never in the root or in directories someone else made).
+/// Creates `rel` under the v2 `root`, enabling memory, pids and cpu for the children of every
+/// directory on the way below the root (packd's own subtree: `packd/`, `packd/system/`); the
+/// root's own `cgroup.subtree_control` is its owner's to set (the parent's delegation).
 fn make_v2_dirs(root: &Path, rel: &Path) -> Result<(), CgroupError> {
     let mut dir = root.to_path_buf();
     let parts: Vec<_> = rel.components().collect();
@@ -258,6 +335,67 @@ fn make_v2_dirs(root: &Path, rel: &Path) -> Result<(), CgroupError> {
         }
     }
     Ok(())
+}
+
+/// The controllers `limits` need (devices need none by name: v1's devices controller or a v2
+/// device program, which every v2 cgroup takes).
+pub fn needed_controllers(limits: &Limits) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if limits.memory.is_some() {
+        out.push("memory");
+    }
+    if limits.tasks.is_some() {
+        out.push("pids");
+    }
+    if limits.cpu_weight.is_some() {
+        out.push("cpu");
+    }
+    out
+}
+
+/// Checks that the new cgroup `rel` under the v2 `root` was given every controller of
+/// `needed`; otherwise names the first cgroup on the way (from the root down) that does not
+/// offer them, which is where delegation stopped.
+fn check_v2_offers(root: &Path, rel: &Path, needed: &[&'static str]) -> Result<(), CgroupError> {
+    if needed.is_empty() {
+        return Ok(());
+    }
+    let offered = |dir: &Path| -> Vec<String> {
+        fs::read_to_string(dir.join("cgroup.controllers"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let leaf = root.join(rel);
+    let missing: Vec<&'static str> = needed
+        .iter()
+        .copied()
+        .filter(|c| !offered(&leaf).iter().any(|o| o == c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // Walk down from the root: the first directory lacking one of them.
+    let mut dir = root.to_path_buf();
+    let mut chain = vec![dir.clone()];
+    for part in rel.components() {
+        dir.push(part);
+        chain.push(dir.clone());
+    }
+    let stops = chain
+        .into_iter()
+        .find(|d| missing.iter().any(|c| !offered(d).iter().any(|o| o == c)))
+        .unwrap_or(leaf);
+    Err(CgroupError::Missing {
+        controllers: missing,
+        offered: offered(&stops)
+            .into_iter()
+            .filter(|c| ["memory", "pids", "cpu", "io", "cpuset"].contains(&c.as_str()))
+            .collect(),
+        at_root: stops == root,
+        stops_at: Some(stops),
+    })
 }
 
 /// Enables memory, pids and cpu for the children of `dir`, those its parent offers.

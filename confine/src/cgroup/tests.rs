@@ -205,3 +205,138 @@ fn kill_empties_a_busy_cgroup() {
     assert!(!status.success());
     s.cg.remove(Duration::from_secs(2)).unwrap();
 }
+
+/// A v2 tree on a plain file system: each directory's `cgroup.controllers` says what it offers
+/// (as the kernel would after its parent's `cgroup.subtree_control`).
+fn v2_tree(offers: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (rel, offered) in offers {
+        let d = dir.path().join(rel);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("cgroup.controllers"), offered).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn v2_limits_need_their_controllers_and_say_where_delegation_stops() {
+    // The root offers everything, but packd/t was given only memory.
+    let tree = v2_tree(&[
+        ("", "cpu memory pids"),
+        ("packd", "cpu memory pids"),
+        ("packd/t", "memory"),
+        ("packd/t/app.1", "memory"),
+    ]);
+    let layout = Layout::Unified {
+        root: tree.path().to_path_buf(),
+    };
+    let limits = Limits {
+        memory: Some(64 << 20),
+        tasks: Some(100),
+        ..Limits::default()
+    };
+    let err = Cgroup::create(&layout, Path::new("packd/t/app.1"), &limits).unwrap_err();
+    match &err {
+        CgroupError::Missing {
+            controllers,
+            stops_at,
+            offered,
+            at_root,
+        } => {
+            assert!(!at_root);
+            assert_eq!(controllers, &["pids"]);
+            assert_eq!(
+                stops_at.as_deref(),
+                Some(tree.path().join("packd/t").as_path())
+            );
+            assert_eq!(offered, &["memory"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("need the cgroup pids controller"), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "echo +pids > {}/cgroup.subtree_control",
+            tree.path().join("packd").display()
+        )),
+        "{msg}"
+    );
+    // packd enabled what it could in its own directories, never in the root.
+    let enabled = fs::read_to_string(tree.path().join("packd/cgroup.subtree_control")).unwrap();
+    assert_eq!(enabled, "+memory +pids +cpu");
+    assert!(!tree.path().join("cgroup.subtree_control").exists());
+    // Nothing was left half made: the limits were never written.
+    assert!(!tree.path().join("packd/t/app.1/memory.max").exists());
+}
+
+#[test]
+fn a_v2_root_without_the_controllers_is_named_as_such() {
+    // Hybrid mode's cgroup2 mount: the controllers are bound to v1.
+    let tree = v2_tree(&[("", "hugetlb")]);
+    let layout = Layout::Unified {
+        root: tree.path().to_path_buf(),
+    };
+    let limits = Limits {
+        memory: Some(64 << 20),
+        tasks: Some(100),
+        ..Limits::default()
+    };
+    let err = Cgroup::create(&layout, Path::new("packd/t/app.1"), &limits).unwrap_err();
+    assert!(
+        matches!(err, CgroupError::Missing { at_root: true, .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("need the cgroup memory, pids controllers")
+            && msg.contains("offers: none of memory, pids, cpu")
+            && msg.contains("bound to a cgroup v1 hierarchy"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn v2_limits_are_written_when_their_controllers_are_there() {
+    let tree = v2_tree(&[
+        ("", "cpu memory pids"),
+        ("packd", "cpu memory pids"),
+        ("packd/t", "cpu memory pids"),
+        ("packd/t/app.1", "cpu memory pids"),
+    ]);
+    let layout = Layout::Unified {
+        root: tree.path().to_path_buf(),
+    };
+    let limits = Limits {
+        memory: Some(1 << 20),
+        tasks: Some(7),
+        cpu_weight: Some(50),
+        devices: Vec::new(),
+    };
+    Cgroup::create(&layout, Path::new("packd/t/app.1"), &limits).unwrap();
+    let read = |f: &str| fs::read_to_string(tree.path().join("packd/t/app.1").join(f)).unwrap();
+    assert_eq!(read("memory.max"), "1048576");
+    assert_eq!(read("pids.max"), "7");
+    assert_eq!(read("cpu.weight"), "50");
+}
+
+#[test]
+fn a_limit_no_hierarchy_carries_is_refused() {
+    // v1 only, without a pids hierarchy.
+    let dir = tempfile::tempdir().unwrap();
+    let mut v1 = std::collections::BTreeMap::new();
+    v1.insert("memory".to_string(), dir.path().join("memory"));
+    let layout = Layout::Legacy { v1 };
+    let limits = Limits {
+        tasks: Some(10),
+        ..Limits::default()
+    };
+    let err = Cgroup::create(&layout, Path::new("packd/t/a"), &limits).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("mounts no cgroup hierarchy with it"),
+        "{err}"
+    );
+    // Nothing asked for, nothing needed.
+    Cgroup::create(&layout, Path::new("packd/t/b"), &Limits::default()).unwrap();
+}

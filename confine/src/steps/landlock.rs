@@ -1,7 +1,8 @@
 //! Landlock: read/execute on everything visible (the base and the pack), full access only
 //! where the spec says, TCP bind/connect denied unless granted, abstract Unix sockets and
-//! signals scoped to the sandbox. The ABI is pinned and degrades best-effort; what the kernel
-//! enforced is reported.
+//! signals scoped to the sandbox. The ABI is pinned; the ruleset is built best-effort and
+//! what the kernel enforced is reported, and a strict app whose ruleset was not enforced
+//! whole is refused (`app.rs`).
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,

@@ -44,7 +44,6 @@ pub async fn sandbox(
             app: target.to_string(),
             confinement: prepared.resolved.meta.confinement.as_str().into(),
             layers: l
-                .features
                 .layers(devmode)
                 .into_iter()
                 .map(|(layer, state)| Layer {

@@ -182,7 +182,7 @@ impl Prepared {
             }
             (true, None) => {
                 let rel = l.next_cgroup();
-                l.cgroups.create(&rel, &limits).map_err(cgroup_error)?;
+                l.create_cgroup(&rel, &limits, r)?;
                 (Some(SandboxCgroup::new(l.cgroups.clone(), rel)), None)
             }
             (false, None) => (None, None),
@@ -446,6 +446,9 @@ async fn spawn(
     }
     match confine::parse_status(&bytes) {
         Ok(report) => {
+            if report.landlock == Some(confine::steps::landlock::Enforcement::Full) {
+                l.landlock_seen(None);
+            }
             if template == Template::Build
                 && let (Some(key), Some(sock)) = (key, slot_sock)
                 && let Some(ns) = super::zygote::take_template(&sock)
@@ -455,6 +458,9 @@ async fn spawn(
             Ok((started, exit_pipe, report))
         }
         Err(error) => {
+            if error.step == confine::error::Step::Landlock {
+                l.landlock_seen(Some(error.message.clone()));
+            }
             let code = started.exited.await.unwrap_or(exit::NOT_STARTED);
             let code = if code == 0 { exit::NOT_STARTED } else { code };
             Err((LaunchError::Sandbox { error, code }, None))

@@ -68,6 +68,9 @@ pub struct Launcher {
     pub sandboxes: registry::Sandboxes,
     sockets: OnceLock<Arc<dyn ApiSockets>>,
     launches: AtomicU64,
+    /// Why the kernel refused the last strict app's Landlock ruleset, until one is taken
+    /// whole again (the kernel may report Landlock and still not enforce a ruleset).
+    landlock_refused: std::sync::Mutex<Option<String>>,
 }
 
 /// What the launcher is built from.
@@ -108,7 +111,37 @@ impl Launcher {
             sandboxes: registry::Sandboxes::default(),
             sockets: OnceLock::new(),
             launches: AtomicU64::new(0),
+            landlock_refused: std::sync::Mutex::new(None),
         }))
+    }
+
+    /// Which sandbox layers a strict (or, with `devmode`, a devmode) app gets: what the kernel
+    /// offers, corrected by what launches saw (a Landlock ruleset the kernel did not take).
+    pub fn layers(&self, devmode: bool) -> Vec<(&'static str, String)> {
+        let mut layers = self.features.layers(devmode);
+        let refused = self
+            .landlock_refused
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or(None);
+        if let (Some(why), false) = (refused, devmode) {
+            for (layer, state) in &mut layers {
+                if *layer == "landlock" {
+                    *state = format!(
+                        "refused: strict launches fail until the kernel takes the ruleset ({why})"
+                    );
+                }
+            }
+        }
+        layers
+    }
+
+    /// Records what the last strict launch learned of Landlock: `Some(why)` when the kernel
+    /// refused its ruleset, `None` when it took it whole.
+    fn landlock_seen(&self, refused: Option<String>) {
+        if let Ok(mut r) = self.landlock_refused.lock() {
+            *r = refused;
+        }
     }
 
     /// Wires in the API's pack sockets (once, at start).

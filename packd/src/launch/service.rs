@@ -47,13 +47,7 @@ impl Launcher {
         let cgroup = match self.cgroups.layout() {
             Ok(_) => {
                 let rel = self.next_cgroup();
-                let dirs =
-                    self.cgroups
-                        .create(&rel, &limits)
-                        .map_err(|error| LaunchError::Cgroup {
-                            target: r.label(),
-                            error,
-                        })?;
+                let dirs = self.create_cgroup(&rel, &limits, r)?;
                 prepared.ctx.cgroup = Some(dirs);
                 Some(rel)
             }
@@ -120,5 +114,46 @@ impl Launcher {
         let mut limits = crate::policy::confinement::limits(app);
         limits.devices.extend(ctx.granted.devices.iter().cloned());
         Ok(limits)
+    }
+}
+
+impl Launcher {
+    /// Makes a sandbox's cgroup with `limits`. One this system cannot enforce refuses a strict
+    /// app, naming the controller and where delegation stopped; a devmode app runs without
+    /// the limits that cannot be had, and the log says so.
+    pub(super) fn create_cgroup(
+        &self,
+        rel: &std::path::Path,
+        limits: &confine::cgroup::Limits,
+        r: &super::Resolved,
+    ) -> Result<Vec<PathBuf>> {
+        use confine::cgroup::CgroupError;
+        let refused = |error| LaunchError::Cgroup {
+            target: r.label(),
+            error,
+        };
+        match self.cgroups.create(rel, limits) {
+            Ok(dirs) => Ok(dirs),
+            Err(CgroupError::Missing { controllers, .. })
+                if r.meta.confinement == packfmt::meta::Confinement::Devmode =>
+            {
+                tracing::warn!(
+                    app = %r.label(),
+                    ?controllers,
+                    "devmode: running without the cgroup limits this system cannot enforce"
+                );
+                let mut relaxed = limits.clone();
+                for c in controllers {
+                    match c {
+                        "memory" => relaxed.memory = None,
+                        "pids" => relaxed.tasks = None,
+                        "cpu" => relaxed.cpu_weight = None,
+                        _ => {}
+                    }
+                }
+                self.cgroups.create(rel, &relaxed).map_err(refused)
+            }
+            Err(error) => Err(refused(error)),
+        }
     }
 }

@@ -17,6 +17,7 @@
 #[cfg(test)]
 pub mod fake;
 pub mod native;
+pub mod systemd;
 
 use std::path::{Path, PathBuf};
 
