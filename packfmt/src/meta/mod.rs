@@ -5,6 +5,7 @@
 //! one sentence prefixed by the file it is about, e.g.
 //! `meta/pack.yaml: invalid pack name "Hello": "H" is not allowed; use only lowercase letters a-z, digits and dashes`.
 
+mod apps;
 mod model;
 mod names;
 mod parse;
@@ -15,12 +16,13 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+pub use apps::SUPPORTED_HOOKS;
 pub use model::*;
 pub use names::{
     validate_app_name, validate_command, validate_env_name, validate_pack_name, validate_port_name,
     validate_version,
 };
-pub use parse::{ARCHITECTURES, PROVIDED_FEATURES, SUPPORTED_HOOKS};
+pub use parse::{ARCHITECTURES, PROVIDED_FEATURES};
 pub use units::{parse_duration, parse_size};
 
 /// The largest metadata file packd reads. Real ones are a few KiB; the cap keeps a hostile
