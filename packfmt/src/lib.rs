@@ -4,8 +4,8 @@
 //! `meta/hooks/*`, and the payload. This crate owns:
 //!
 //! - [`meta`]: the metadata model and its validation (snap.yaml's rules, with exact messages);
-//! - [`image`]: reading images (through squashfs-ng) and writing reproducible ones (through
-//!   libsquashfs's own writer API, bound with bindgen);
+//! - [`image`]: reading images and writing reproducible ones, both through libsquashfs's own
+//!   API, bound with bindgen (squashfs-ng only checks the export table in a test);
 //! - [`revision`]: revision numbers (`x1` for local installs, `1` for store ones).
 //!
 //! It does no privileged work and knows nothing about the daemon.
