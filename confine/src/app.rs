@@ -179,7 +179,7 @@ fn confine_app(
             // whole (only devmode, above, runs without Landlock, and says so).
             if enforced != Enforcement::Full {
                 return Err(StepError::msg(
-                    Step::Landlock,
+                    Step::LandlockNotEnforced,
                     format!(
                         "the kernel offers Landlock but enforced this ruleset {}; packd does not \
                          run a strict app half-confined (a kernel with Landlock ABI {} or \

@@ -23,6 +23,9 @@ pub enum Step {
     Identity,
     Capabilities,
     Landlock,
+    /// The kernel took the Landlock ruleset only in part, or not at all (a strict app is
+    /// refused then; shown as `landlock` like the other Landlock failures).
+    LandlockNotEnforced,
     AppArmor,
     Seccomp,
     CloseFds,
@@ -45,7 +48,7 @@ impl fmt::Display for Step {
             Step::Cwd => f.write_str("cwd"),
             Step::Identity => f.write_str("identity"),
             Step::Capabilities => f.write_str("capabilities"),
-            Step::Landlock => f.write_str("landlock"),
+            Step::Landlock | Step::LandlockNotEnforced => f.write_str("landlock"),
             Step::AppArmor => f.write_str("apparmor"),
             Step::Seccomp => f.write_str("seccomp"),
             Step::CloseFds => f.write_str("close-fds"),

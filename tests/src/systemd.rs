@@ -12,10 +12,31 @@ use std::time::{Duration, Instant};
 use crate::bin_dir;
 
 pub struct FakeSystemd {
-    bus: Child,
-    systemd: Child,
+    // Held to be dropped, in this order: systemd (which stops its units) first, then the bus.
+    _systemd: Stopped,
+    _bus: Stopped,
     /// The bus's address, for `packd --systemd-bus`.
     pub address: String,
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL after 10 s) and reaped when dropped,
+/// also when a test panics half-way through starting things.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid; it is not reaped before the wait below.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.0.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.0.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.0.wait();
+    }
 }
 
 impl FakeSystemd {
@@ -49,45 +70,51 @@ impl FakeSystemd {
             .append(true)
             .open(dir.join("systemd.log"))
             .expect("log");
-        let bus = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--nopidfile", "--nosyslog"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log.try_clone().expect("log"))
-            .spawn()
-            .expect("start dbus-daemon (make test installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "dbus-daemon did not listen");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let mut systemd = Command::new(bin_dir().join("fake-systemd"))
-            .arg(&address)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start fake-systemd");
-        let mut line = String::new();
-        BufReader::new(systemd.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("fake-systemd's first line");
-        assert_eq!(line.trim(), "ready", "fake-systemd did not start");
+        // It prints its address once it listens.
+        let mut bus = Stopped(
+            Command::new("dbus-daemon")
+                .arg(format!("--config-file={}", config.display()))
+                .args(["--nofork", "--nopidfile", "--nosyslog", "--print-address=1"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(log.try_clone().expect("log"))
+                .spawn()
+                .expect("start dbus-daemon (make test installs it)"),
+        );
+        let listening = first_line(&mut bus.0);
+        assert!(
+            listening.starts_with(&address),
+            "dbus-daemon did not listen on {address}: {listening:?} (see {})",
+            dir.join("systemd.log").display()
+        );
+        let mut systemd = Stopped(
+            Command::new(bin_dir().join("fake-systemd"))
+                .arg(&address)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(log)
+                .spawn()
+                .expect("start fake-systemd"),
+        );
+        assert_eq!(
+            first_line(&mut systemd.0).trim(),
+            "ready",
+            "fake-systemd did not start (see {})",
+            dir.join("systemd.log").display()
+        );
         FakeSystemd {
-            bus,
-            systemd,
+            _systemd: systemd,
+            _bus: bus,
             address,
         }
     }
 }
 
-impl Drop for FakeSystemd {
-    fn drop(&mut self) {
-        for child in [&mut self.systemd, &mut self.bus] {
-            // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let _ = child.wait();
-        }
+/// The first line `child` prints on its (piped) standard output; empty if it exits first.
+fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
     }
+    line
 }

@@ -1,12 +1,13 @@
 //! Confinement fails closed: a layer the kernel offers in name but not in deed refuses a strict
 //! app with an error that names it, and lets a devmode app run, saying so. Two kernels are
-//! staged: a cgroup2 hierarchy without the controllers the limits need (a cgroup2 mount of
-//! this hybrid machine, whose controllers are bound to v1), and a sandbox helper whose
-//! Landlock rulesets come back not enforced (the `landlock-refused` wrapper).
+//! staged: a cgroup2 hierarchy whose cgroup handed to packd offers none of the controllers the
+//! limits need, and a sandbox helper whose Landlock rulesets come back not enforced (the
+//! `landlock-refused` wrapper).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use packd_tests::{Env, require_root, write_pack_dir};
 
@@ -24,15 +25,45 @@ fn install_tools(env: &Env) {
     }
 }
 
+/// Pids of every process on the machine whose command line holds `needle`, in a cgroup or not.
+fn processes_anywhere(needle: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
 /// Installs a strict pack with a service, which must fail (its service cannot start) and leave
-/// nothing installed; returns the error.
+/// nothing installed and nothing running; returns the error.
 fn install_service_fails(env: &Env) -> String {
-    let yaml = "name: svc\nversion: '0.1'\nbase: busybox\napps:\n  daemon:\n    command: bin/up\n    daemon: simple\n    limits: {memory: 48M}\n";
+    // A name no other test's process has: a service that ran anyway would show it.
+    let token: String = env
+        .dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let script = format!("bin/up-{token}");
+    let yaml = format!(
+        "name: svc\nversion: '0.1'\nbase: busybox\napps:\n  daemon:\n    command: {script}\n    daemon: simple\n    limits: {{memory: 48M}}\n"
+    );
     let dir = write_pack_dir(
         env.dir.path(),
         "svc",
-        yaml,
-        &[("bin/up", "#!/bin/sh\necho up\nexec sleep 600\n")],
+        &yaml,
+        &[(
+            &script,
+            "#!/bin/sh\necho up\nwhile true; do sleep 1; done\n",
+        )],
     );
     let file = env.build(&dir);
     let run = env.try_install(&file);
@@ -42,10 +73,8 @@ fn install_service_fails(env: &Env) -> String {
         "{}",
         run.stderr
     );
-    assert!(
-        env.processes("sleep 600").is_empty(),
-        "a refused service runs"
-    );
+    let ran = processes_anywhere(&script);
+    assert!(ran.is_empty(), "a refused service runs: {ran:?}");
     let list = env.pack(["list"]).ok();
     assert!(!list.contains("svc"), "the failed install left svc: {list}");
     run.stderr
@@ -65,44 +94,84 @@ fn layer(env: &Env, app: &str, name: &str) -> String {
         .to_string()
 }
 
-/// A cgroup2 mount of its own, unmounted (with what packd made in it) when dropped.
-struct Cgroup2 {
-    dir: PathBuf,
+/// A cgroup2 hierarchy of the test's own (mounted in a directory of its own) and in it a
+/// cgroup, `root`, whose `cgroup.subtree_control` is empty: whatever the machine has, nothing
+/// below `root` is offered a controller. On drop: what is in it is killed, its cgroups are
+/// removed (deepest first) and the hierarchy unmounted.
+struct BareCgroup2 {
+    mnt: tempfile::TempDir,
+    root: PathBuf,
 }
 
-impl Cgroup2 {
-    fn mount(at: &Path) -> Cgroup2 {
-        fs::create_dir_all(at).unwrap();
+impl BareCgroup2 {
+    fn new() -> BareCgroup2 {
+        let mnt = tempfile::Builder::new()
+            .prefix("packd-e2e-cgroup2-")
+            .tempdir()
+            .unwrap();
         let st = Command::new("mount")
             .args(["-t", "cgroup2", "cgroup2"])
-            .arg(at)
+            .arg(mnt.path())
             .status()
             .unwrap();
-        assert!(st.success(), "cannot mount cgroup2 at {}", at.display());
-        Cgroup2 { dir: at.into() }
+        assert!(
+            st.success(),
+            "cannot mount cgroup2 at {}",
+            mnt.path().display()
+        );
+        let name = mnt.path().file_name().unwrap().to_owned();
+        let root = mnt.path().join(name);
+        let cg = BareCgroup2 { mnt, root };
+        fs::create_dir(&cg.root).unwrap();
+        let enabled = fs::read_to_string(cg.root.join("cgroup.subtree_control")).unwrap();
+        assert_eq!(enabled.trim(), "", "a new cgroup delegates nothing");
+        cg
     }
 }
 
-impl Drop for Cgroup2 {
+impl Drop for BareCgroup2 {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
+        if self.root.exists() {
+            let _ = fs::write(self.root.join("cgroup.kill"), "1");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut dirs = cgroup_dirs(&self.root);
+            // Deepest first.
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for d in dirs {
+                while fs::remove_dir(&d).is_err() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        let st = Command::new("umount").arg(self.mnt.path()).status();
+        if !std::thread::panicking() {
+            assert!(
+                st.is_ok_and(|s| s.success()),
+                "cannot unmount the test's cgroup2"
+            );
+        }
     }
+}
+
+/// `dir` and every cgroup below it.
+fn cgroup_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(cgroup_dirs(&e.path()));
+        }
+    }
+    out
 }
 
 #[test]
 fn limits_no_cgroup_controller_enforces_refuse_strict_apps_not_devmode_ones() {
     require_root!();
+    let cg = BareCgroup2::new();
     let mut env = Env::stopped();
-    let cg = Cgroup2::mount(&env.dir.path().join("cgroup2"));
-    let offered = fs::read_to_string(cg.dir.join("cgroup.controllers")).unwrap();
-    assert!(
-        !offered.split_whitespace().any(|c| c == "pids"),
-        "this test needs a cgroup2 hierarchy without the pids controller (a hybrid-mode \
-         machine, as CI's is); this one offers: {offered}"
-    );
     env.set_daemon_env(
         "PACKD_TEST_CGROUP_LAYOUT",
-        &format!("unified:{}", cg.dir.display()),
+        &format!("unified:{}", cg.root.display()),
     );
     env.start();
     install_tools(&env);
@@ -114,7 +183,7 @@ fn limits_no_cgroup_controller_enforces_refuse_strict_apps_not_devmode_ones() {
     for part in [
         "cannot run tools.sh",
         "its limits need the cgroup memory, pids controllers",
-        &format!("the cgroup2 hierarchy at {}", cg.dir.display()),
+        &cg.root.display().to_string(),
         "cgroup.subtree_control",
     ] {
         assert!(
@@ -146,11 +215,26 @@ fn limits_no_cgroup_controller_enforces_refuse_strict_apps_not_devmode_ones() {
         "{}",
         env.log()
     );
+    // Nothing of this daemon runs in the hierarchy once it stopped (what it leaves for
+    // services that outlive it is empty here; the guard removes it).
     let parent = fs::read_to_string(env.root.join("run/packd/cgroup-parent")).unwrap();
-    drop(env);
-    // What this daemon made in the hierarchy went with its root (the Env's cleanup).
-    let mine = cg.dir.join(parent.trim());
-    assert!(!mine.exists(), "{} is left over", mine.display());
+    env.stop();
+    let mine = cg.root.join(parent.trim());
+    let left: Vec<String> = cgroup_dirs(&mine)
+        .iter()
+        .flat_map(|d| {
+            fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes left in {}: {left:?}",
+        mine.display()
+    );
 }
 
 #[test]
@@ -161,12 +245,18 @@ fn a_landlock_ruleset_the_kernel_does_not_enforce_refuses_strict_apps() {
     env.start();
     install_tools(&env);
     // The daemon's probe sees Landlock...
+    let state = layer(&env, "tools.sh", "landlock");
+    assert!(state.starts_with("active: kernel ABI"), "{state}");
+    // ...but a sandbox's ruleset is not enforced: a strict service does not start...
+    let err = install_service_fails(&env);
+    assert!(err.contains("enforced this ruleset not at all"), "{err}");
+    // ...`pack debug sandbox` now says so...
+    let state = layer(&env, "tools.sh", "landlock");
     assert!(
-        layer(&env, "tools.sh", "landlock").starts_with("active: kernel ABI"),
-        "{}",
-        layer(&env, "tools.sh", "landlock")
+        state.starts_with("refused: strict launches fail"),
+        "{state}"
     );
-    // ...but the sandbox's ruleset is not enforced: the launch is refused, with one error.
+    // ...and a strict app is refused, with one error.
     let run = env.pack(["run", "tools.sh", "-c", "echo ran"]);
     assert_eq!(run.code, 125, "{run:?}");
     assert!(!run.stdout.contains("ran"), "{run:?}");
@@ -175,15 +265,6 @@ fn a_landlock_ruleset_the_kernel_does_not_enforce_refuses_strict_apps() {
             .contains("the kernel offers Landlock but enforced this ruleset not at all"),
         "{}",
         run.stderr
-    );
-    // A strict service likewise.
-    let err = install_service_fails(&env);
-    assert!(err.contains("enforced this ruleset not at all"), "{err}");
-    // `pack debug sandbox` now says so.
-    let state = layer(&env, "tools.sh", "landlock");
-    assert!(
-        state.starts_with("refused: strict launches fail"),
-        "{state}"
     );
     // devmode runs (without Landlock), and says so.
     let dev = env.pack(["run", "devtools.sh", "-c", "echo ran"]);

@@ -265,21 +265,39 @@ fn packd_under_systemd_without_a_bus_says_so_and_does_not_start() {
     packd_tests::require_root!();
     let env = Env::stopped();
     let bus = format!("unix:path={}", env.dir.path().join("no-bus").display());
-    let out = std::process::Command::new(packd_tests::bin_dir().join("packd"))
+    let err = env.dir.path().join("stderr");
+    let mut packd = std::process::Command::new(packd_tests::bin_dir().join("packd"))
         .args(["--supervisor", "systemd", "--systemd-bus", &bus, "--root"])
         .arg(&env.root)
         .arg("--confine-helper")
         .arg(packd_tests::bin_dir().join("pack-confine"))
         .arg("--pack-binary")
         .arg(packd_tests::pack_bin())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&err).unwrap())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    // It must give up at once; one that serves anyway is stopped (by pid) and fails the test.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = packd.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline || env.socket.exists() {
+            let _ = packd.kill();
+            let _ = packd.wait();
+            panic!(
+                "packd started without a bus:\n{}",
+                fs::read_to_string(&err).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(!status.success());
+    let err = fs::read_to_string(&err).unwrap();
     assert!(
         err.contains(&format!("cannot reach systemd on {bus}"))
             && err.contains("--supervisor packd"),
         "{err}"
     );
-    assert!(!env.socket.exists(), "it listened anyway");
 }

@@ -41,7 +41,7 @@ pub enum CgroupError {
     Unavailable(String),
     /// Limits asked for that no hierarchy can enforce here: the controllers they need, and
     /// where delegation stops (the first cgroup on the way that does not offer them).
-    #[error("{}", missing_message(controllers, stops_at, offered, *at_root))]
+    #[error("{}", missing_message(controllers, stops_at, offered, *at_root, enable_error))]
     Missing {
         controllers: Vec<&'static str>,
         /// The cgroup whose `cgroup.controllers` lacks them (on v2), if there is a v2 hierarchy.
@@ -50,6 +50,8 @@ pub enum CgroupError {
         offered: Vec<String>,
         /// Whether that cgroup is the root of packd's hierarchy (nothing above it to ask).
         at_root: bool,
+        /// Why packd could not enable them in its parent, when the parent is packd's own.
+        enable_error: Option<String>,
     },
     #[error("cannot install the device filter: {0}")]
     Bpf(String),
@@ -60,6 +62,7 @@ fn missing_message(
     stops_at: &Option<PathBuf>,
     offered: &[String],
     at_root: bool,
+    enable_error: &Option<String>,
 ) -> String {
     let names = controllers.join(", ");
     let (s, them, they, are) = if controllers.len() == 1 {
@@ -89,19 +92,28 @@ fn missing_message(
              does not offer (it offers: {offered}): {they} {are} bound to a cgroup v1 hierarchy, or \
              whoever made this cgroup namespace kept {them}; boot with a unified hierarchy \
              (systemd.unified_cgroup_hierarchy=1), or have the parent enable {plus} in its \
-             cgroup.subtree_control (under systemd: Delegate=yes for packd)",
+             cgroup.subtree_control",
             dir.display()
         )
     } else {
         let parent = dir.parent().unwrap_or(dir);
-        format!(
-            "its limits need the cgroup {names} controller{s}, which {} does not offer (it \
-             offers: {offered}): {} has not delegated {them}; enable {them} with \
-             `echo {plus} > {}/cgroup.subtree_control` (under systemd: Delegate=yes for packd)",
-            dir.display(),
-            parent.display(),
-            parent.display(),
-        )
+        match enable_error {
+            Some(e) => format!(
+                "its limits need the cgroup {names} controller{s}, which {} does not offer (it \
+                 offers: {offered}): packd could not enable {them} in \
+                 {}/cgroup.subtree_control: {e}",
+                dir.display(),
+                parent.display(),
+            ),
+            None => format!(
+                "its limits need the cgroup {names} controller{s}, which {} does not offer (it \
+                 offers: {offered}): {} has not delegated {them}; enable {them} with \
+                 `echo {plus} > {}/cgroup.subtree_control`",
+                dir.display(),
+                parent.display(),
+                parent.display(),
+            ),
+        }
     }
 }
 
@@ -226,25 +238,15 @@ impl Cgroup {
 
     fn make(&self, layout: &Layout, rel: &Path, limits: &Limits) -> Result<(), CgroupError> {
         // The controllers the limits need that no v1 hierarchy carries: v2 must.
-        let needed: Vec<&'static str> = needed_controllers(limits)
-            .into_iter()
-            .filter(|c| layout.v1(c).is_none())
-            .collect();
-        if let (Some(dir), Some(root)) = (&self.v2, layout.v2()) {
+        if let Some(root) = layout.v2() {
             make_v2_dirs(root, rel)?;
-            check_v2_offers(root, rel, &needed)?;
+        }
+        check_controllers(layout, rel, limits)?;
+        if let Some(dir) = &self.v2 {
             v2_limits(dir, limits)?;
             if !limits.devices.is_empty() {
                 bpf::attach_device_filter(dir, &limits.devices).map_err(CgroupError::Bpf)?;
             }
-        }
-        if layout.v2().is_none() && !needed.is_empty() {
-            return Err(CgroupError::Missing {
-                controllers: needed,
-                stops_at: None,
-                offered: Vec::new(),
-                at_root: false,
-            });
         }
         for (controller, dir) in &self.v1 {
             fs::create_dir_all(dir).map_err(io_err("create", dir))?;
@@ -337,6 +339,30 @@ fn make_v2_dirs(root: &Path, rel: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Checks that every controller `limits` need reaches the (existing) cgroup `rel`: through a
+/// v1 hierarchy of its own, or offered to it on v2. Otherwise [`CgroupError::Missing`] names
+/// them and where delegation stopped. (`make` checks a new cgroup; call this before
+/// [`Cgroup::set_limits`] on one made with other limits, such as a spare.)
+pub fn check_controllers(layout: &Layout, rel: &Path, limits: &Limits) -> Result<(), CgroupError> {
+    let needed: Vec<&'static str> = needed_controllers(limits)
+        .into_iter()
+        .filter(|c| layout.v1(c).is_none())
+        .collect();
+    if needed.is_empty() {
+        return Ok(());
+    }
+    match layout.v2() {
+        Some(root) => check_v2_offers(root, rel, &needed),
+        None => Err(CgroupError::Missing {
+            controllers: needed,
+            stops_at: None,
+            offered: Vec::new(),
+            at_root: false,
+            enable_error: None,
+        }),
+    }
+}
+
 /// The controllers `limits` need (devices need none by name: v1's devices controller or a v2
 /// device program, which every v2 cgroup takes).
 pub fn needed_controllers(limits: &Limits) -> Vec<&'static str> {
@@ -387,7 +413,20 @@ fn check_v2_offers(root: &Path, rel: &Path, needed: &[&'static str]) -> Result<(
         .into_iter()
         .find(|d| missing.iter().any(|c| !offered(d).iter().any(|o| o == c)))
         .unwrap_or(leaf);
+    // Below the root, packd made the parent and enabled what it could there: ask again, for
+    // the kernel's reason.
+    let enable_error = stops
+        .parent()
+        .filter(|p| stops != root && *p != root)
+        .and_then(|p| {
+            missing.iter().find_map(|c| {
+                fs::write(p.join("cgroup.subtree_control"), format!("+{c}"))
+                    .err()
+                    .map(|e| format!("+{c}: {e}"))
+            })
+        });
     Err(CgroupError::Missing {
+        enable_error,
         controllers: missing,
         offered: offered(&stops)
             .into_iter()
@@ -398,16 +437,16 @@ fn check_v2_offers(root: &Path, rel: &Path, needed: &[&'static str]) -> Result<(
     })
 }
 
-/// Enables memory, pids and cpu for the children of `dir`, those its parent offers.
+/// Enables memory, pids and cpu for the children of `dir`, those its parent offers, one by one
+/// (one the kernel refuses, cpu with a realtime thread about, costs only itself). A refusal
+/// is not an error here: a launch whose limits need that controller is refused, naming it
+/// ([`check_controllers`]).
 fn enable_controllers(dir: &Path) {
     let offered = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-    let wanted: Vec<String> = ["memory", "pids", "cpu"]
-        .iter()
-        .filter(|c| offered.split_whitespace().any(|o| o == **c))
-        .map(|c| format!("+{c}"))
-        .collect();
-    if !wanted.is_empty() {
-        let _ = fs::write(dir.join("cgroup.subtree_control"), wanted.join(" "));
+    for c in ["memory", "pids", "cpu"] {
+        if offered.split_whitespace().any(|o| o == c) {
+            let _ = fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"));
+        }
     }
 }
 

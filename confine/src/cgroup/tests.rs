@@ -242,8 +242,10 @@ fn v2_limits_need_their_controllers_and_say_where_delegation_stops() {
             stops_at,
             offered,
             at_root,
+            enable_error,
         } => {
             assert!(!at_root);
+            assert_eq!(enable_error, &None);
             assert_eq!(controllers, &["pids"]);
             assert_eq!(
                 stops_at.as_deref(),
@@ -263,11 +265,61 @@ fn v2_limits_need_their_controllers_and_say_where_delegation_stops() {
         "{msg}"
     );
     // packd enabled what it could in its own directories, never in the root.
-    let enabled = fs::read_to_string(tree.path().join("packd/cgroup.subtree_control")).unwrap();
-    assert_eq!(enabled, "+memory +pids +cpu");
+    assert!(tree.path().join("packd/cgroup.subtree_control").exists());
     assert!(!tree.path().join("cgroup.subtree_control").exists());
     // Nothing was left half made: the limits were never written.
     assert!(!tree.path().join("packd/t/app.1/memory.max").exists());
+}
+
+#[test]
+fn the_kernels_refusal_to_enable_a_controller_is_reported() {
+    let tree = v2_tree(&[
+        ("", "cpu memory pids"),
+        ("packd", "cpu memory pids"),
+        ("packd/t", "cpu memory"),
+    ]);
+    // A subtree_control that cannot be written (here: a directory in its place).
+    fs::create_dir_all(tree.path().join("packd/cgroup.subtree_control")).unwrap();
+    let layout = Layout::Unified {
+        root: tree.path().to_path_buf(),
+    };
+    let limits = Limits {
+        tasks: Some(10),
+        ..Limits::default()
+    };
+    let err = Cgroup::create(&layout, Path::new("packd/t"), &limits).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "packd could not enable it in {}/cgroup.subtree_control: +pids:",
+            tree.path().join("packd").display()
+        )),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_spare_made_for_other_limits_is_checked_before_it_takes_new_ones() {
+    // pids reaches packd/t (a spare made with a tasks limit), memory does not.
+    let tree = v2_tree(&[("", "memory pids"), ("packd", "pids"), ("packd/t", "pids")]);
+    let layout = Layout::Unified {
+        root: tree.path().to_path_buf(),
+    };
+    let tasks = Limits {
+        tasks: Some(10),
+        ..Limits::default()
+    };
+    Cgroup::create(&layout, Path::new("packd/t"), &tasks).unwrap();
+    check_controllers(&layout, Path::new("packd/t"), &tasks).unwrap();
+    let with_memory = Limits {
+        memory: Some(1 << 20),
+        ..tasks
+    };
+    let err = check_controllers(&layout, Path::new("packd/t"), &with_memory).unwrap_err();
+    assert!(
+        matches!(&err, CgroupError::Missing { controllers, .. } if controllers == &["memory"]),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -53,7 +53,11 @@ pub enum LaunchError {
     ForkingNeedsPidNamespace { pack: String, app: String },
     /// A limit the pack declares that this kernel's cgroups cannot enforce.
     #[error("cannot run {target}: {error}")]
-    Cgroup { target: String, error: CgroupError },
+    Cgroup {
+        target: String,
+        // Boxed: its controllers and paths would make every result carrying a LaunchError big.
+        error: Box<CgroupError>,
+    },
     #[error("cannot make the network namespace of {pack}: {error}")]
     Network { pack: String, error: std::io::Error },
     /// The sandbox could not be built (or the command not started): the failed step, and the

@@ -166,20 +166,29 @@ impl Prepared {
         };
         let cgroup_error = |error| LaunchError::Cgroup {
             target: r.label(),
-            error,
+            error: Box::new(error),
+        };
+        // Spares are made with the default limits: only an app with its own rewrites them. A
+        // spare that cannot take them (a controller they need is not there) is dropped, and
+        // the cgroup made afresh below says so (or, in devmode, does without them).
+        let spare = match spare {
+            Some(spare) if spare.limits != limits => {
+                match l.cgroups.set_limits(&spare.cgroup.rel, &limits) {
+                    Ok(()) => Some(spare),
+                    Err(confine::cgroup::CgroupError::Missing { .. }) => {
+                        tokio::task::spawn_blocking(move || spare.discard());
+                        None
+                    }
+                    Err(e) => {
+                        tokio::task::spawn_blocking(move || spare.discard());
+                        return Err(cgroup_error(e));
+                    }
+                }
+            }
+            other => other,
         };
         let (cgroup, slot) = match (have_cgroups, spare) {
-            (_, Some(spare)) => {
-                // Spares are made with the default limits: only an app with its own rewrites
-                // them.
-                if spare.limits != limits
-                    && let Err(e) = l.cgroups.set_limits(&spare.cgroup.rel, &limits)
-                {
-                    tokio::task::spawn_blocking(move || spare.discard());
-                    return Err(cgroup_error(e));
-                }
-                (Some(spare.cgroup), Some(spare.slot))
-            }
+            (_, Some(spare)) => (Some(spare.cgroup), Some(spare.slot)),
             (true, None) => {
                 let rel = l.next_cgroup();
                 l.create_cgroup(&rel, &limits, r)?;
@@ -446,9 +455,7 @@ async fn spawn(
     }
     match confine::parse_status(&bytes) {
         Ok(report) => {
-            if report.landlock == Some(confine::steps::landlock::Enforcement::Full) {
-                l.landlock_seen(None);
-            }
+            l.launched(Ok(&report));
             if template == Template::Build
                 && let (Some(key), Some(sock)) = (key, slot_sock)
                 && let Some(ns) = super::zygote::take_template(&sock)
@@ -458,9 +465,7 @@ async fn spawn(
             Ok((started, exit_pipe, report))
         }
         Err(error) => {
-            if error.step == confine::error::Step::Landlock {
-                l.landlock_seen(Some(error.message.clone()));
-            }
+            l.launched(Err(&error));
             let code = started.exited.await.unwrap_or(exit::NOT_STARTED);
             let code = if code == 0 { exit::NOT_STARTED } else { code };
             Err((LaunchError::Sandbox { error, code }, None))

@@ -136,11 +136,17 @@ impl Launcher {
         layers
     }
 
-    /// Records what the last strict launch learned of Landlock: `Some(why)` when the kernel
-    /// refused its ruleset, `None` when it took it whole.
-    fn landlock_seen(&self, refused: Option<String>) {
+    /// Learns from a launch's outcome (an app's, a hook's or a service's) whether the kernel
+    /// takes Landlock rulesets: one refused marks the layer refused, one taken whole clears it.
+    pub fn launched(&self, outcome: Result<&confine::Report, &confine::StepError>) {
+        use confine::steps::landlock::Enforcement;
+        let seen = match outcome {
+            Ok(report) if report.landlock == Some(Enforcement::Full) => None,
+            Err(e) if e.step == confine::Step::LandlockNotEnforced => Some(e.message.clone()),
+            _ => return,
+        };
         if let Ok(mut r) = self.landlock_refused.lock() {
-            *r = refused;
+            *r = seen;
         }
     }
 

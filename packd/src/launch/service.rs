@@ -130,7 +130,7 @@ impl Launcher {
         use confine::cgroup::CgroupError;
         let refused = |error| LaunchError::Cgroup {
             target: r.label(),
-            error,
+            error: Box::new(error),
         };
         match self.cgroups.create(rel, limits) {
             Ok(dirs) => Ok(dirs),

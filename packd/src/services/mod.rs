@@ -114,6 +114,8 @@ pub trait ServiceSandboxes: Send + Sync {
     ) -> std::result::Result<ServiceSandbox, LaunchError>;
     fn adopt(&self, pack: &str, cgroup: &Path);
     fn release(&self, pack: &str, cgroup: &Path);
+    /// How far a service's sandbox got (what its monitor reported).
+    fn launched(&self, _exec: &confine::proto::Exec) {}
 }
 
 impl ServiceSandboxes for Launcher {
@@ -128,6 +130,14 @@ impl ServiceSandboxes for Launcher {
 
     fn adopt(&self, pack: &str, cgroup: &Path) {
         Launcher::adopt(self, pack, cgroup)
+    }
+
+    fn launched(&self, exec: &confine::proto::Exec) {
+        match exec {
+            confine::proto::Exec::Started { report } => Launcher::launched(self, Ok(report)),
+            confine::proto::Exec::Failed { error } => Launcher::launched(self, Err(error)),
+            confine::proto::Exec::Pending => {}
+        }
     }
 
     fn release(&self, pack: &str, cgroup: &Path) {

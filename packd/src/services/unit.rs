@@ -429,8 +429,11 @@ impl UnitTask {
     }
 
     fn on_event(&self, run: &mut Run, event: MonitorEvent) {
-        if let MonitorEvent::Status(st) = &event {
-            self.reporter.set(|s| s.pid = Some(st.sandbox_pid));
+        match &event {
+            MonitorEvent::Status(st) => self.reporter.set(|s| s.pid = Some(st.sandbox_pid)),
+            MonitorEvent::Exec(exec) => self.ctx.sandboxes.launched(exec),
+            MonitorEvent::Gone(record) => self.ctx.sandboxes.launched(&record.exec),
+            _ => {}
         }
         run.event(event);
     }

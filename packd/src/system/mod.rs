@@ -86,7 +86,9 @@ impl Cgroups for RealCgroups {
     }
 
     fn set_limits(&self, rel: &Path, limits: &Limits) -> Result<(), CgroupError> {
-        self.at(rel).ok_or_else(Self::none)?.set_limits(limits)
+        let layout = self.layout.as_ref().map_err(|_| Self::none())?;
+        confine::cgroup::check_controllers(layout, rel, limits)?;
+        Cgroup::at(layout, rel).set_limits(limits)
     }
 
     fn dirs(&self, rel: &Path) -> Vec<PathBuf> {

@@ -2,10 +2,12 @@
 //! name on a private `dbus-daemon` and does, for real, the part of systemd's Manager that packd
 //! uses. `StartTransientUnit` checks the unit's name and properties the way systemd does
 //! (`ExecStart` as `a(sasb)`, `KillMode`, `CollectMode`), starts `ExecStart` as its own child
-//! (it is the monitor's parent, as systemd would be), answers with a job and sends `JobRemoved`
-//! with `done`; a unit whose process exits is collected (`CollectMode=inactive-or-failed`) or
-//! kept `failed` until `ResetFailedUnit`. `StopUnit` signals the main process (`KillMode=mixed`).
-//! Every call is written to standard error, as a journal would.
+//! (it is the monitor's parent, as systemd would be), answers with a job, then sends `JobRemoved`
+//! with `done` (as for `Type=simple`, even when the exec then fails: the unit is failed then);
+//! a unit whose process exits is collected (`CollectMode=inactive-or-failed`), a failed one
+//! kept until `ResetFailedUnit`. `StopUnit` signals the main process (`KillMode=mixed`). On
+//! SIGTERM it stops every unit as systemd does at shutdown (SIGTERM, then SIGKILL after 5 s)
+//! and exits once they are gone. Every call is written to standard error, as a journal would.
 //!
 //! Usage: `fake-systemd BUS-ADDRESS`; prints `ready` on standard output once it owns the name.
 
@@ -116,7 +118,7 @@ impl Manager {
             .spawn();
         let job_path = OwnedObjectPath::try_from(format!("/org/freedesktop/systemd1/job/{job}"))
             .map_err(Error::ZBus)?;
-        let result = match child {
+        match child {
             Ok(mut child) => {
                 let pid = child.id();
                 eprintln!("fake-systemd: {name} runs as {pid}");
@@ -134,7 +136,6 @@ impl Manager {
                     // CollectMode=inactive-or-failed, which packd always sets.
                     u.units.remove(&unit);
                 });
-                "done"
             }
             Err(e) => {
                 eprintln!("fake-systemd: {name}: cannot run {path}: {e}");
@@ -143,10 +144,17 @@ impl Manager {
                     .unwrap()
                     .units
                     .insert(name.clone(), State::Failed);
-                "failed"
             }
-        };
-        Manager::job_removed(&emitter, job, job_path.clone(), name, result.into()).await?;
+        }
+        // The reply goes out first, the job's end after it, as systemd sends them.
+        let emitter = emitter.to_owned();
+        let path = job_path.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            if let Err(e) = Manager::job_removed(&emitter, job, path, name, "done".into()).await {
+                eprintln!("fake-systemd: cannot send JobRemoved: {e}");
+            }
+        });
         Ok(job_path)
     }
 
@@ -195,9 +203,12 @@ async fn main() {
         eprintln!("usage: fake-systemd BUS-ADDRESS");
         std::process::exit(2);
     };
+    let units = Arc::new(Mutex::new(Units::default()));
     let manager = Manager {
-        units: Arc::new(Mutex::new(Units::default())),
+        units: units.clone(),
     };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     let _conn = zbus::connection::Builder::address(address.as_str())
         .serve_at("/org/freedesktop/systemd1", manager)
         .name("org.freedesktop.systemd1")
@@ -205,5 +216,37 @@ async fn main() {
         .await
         .expect("connect to the bus and own org.freedesktop.systemd1");
     println!("ready");
-    std::future::pending::<()>().await;
+    term.recv().await;
+    shut_down(&units).await;
+}
+
+/// Stops every running unit, as systemd does at shutdown: SIGTERM to each main process, then
+/// SIGKILL to those still there after 5 s; returns once all are gone (their waiting threads
+/// collect them).
+async fn shut_down(units: &Mutex<Units>) {
+    let running = || -> Vec<u32> {
+        units
+            .lock()
+            .unwrap()
+            .units
+            .values()
+            .filter_map(|s| match s {
+                State::Active(pid) => Some(*pid),
+                State::Failed => None,
+            })
+            .collect()
+    };
+    for (signal, patience) in [(libc::SIGTERM, 5000), (libc::SIGKILL, 5000)] {
+        for pid in running() {
+            eprintln!("fake-systemd: shutting down: signal {signal} to {pid}");
+            // SAFETY: kill with the pid of a child of ours that has not been reaped yet.
+            unsafe { libc::kill(pid as i32, signal) };
+        }
+        for _ in 0..patience / 10 {
+            if running().is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }

@@ -5,10 +5,11 @@
 //! supervision; packd talks to it on the same control socket either way.
 //!
 //! The unit runs `pack-confine --monitor SPEC` (the spec file holds the monitor's and the
-//! sandbox's specs), `KillMode=mixed` (a `systemctl stop` signals the monitor, which stops the
-//! sandbox, then systemd kills what is left), `CollectMode=inactive-or-failed` (an ended unit
-//! leaves nothing behind; [`Supervisor::forget`] resets one that failed anyway). packd stops a
-//! service through the monitor, never through systemd, so both backends stop the same way.
+//! sandbox's specs), `KillMode=mixed` (a `systemctl stop` sends SIGTERM to the monitor alone,
+//! which stops the sandbox; the sandbox's cgroup is packd's, outside the unit's),
+//! `CollectMode=inactive-or-failed` (an ended unit leaves nothing behind;
+//! [`Supervisor::forget`] resets one that failed anyway). packd stops a service through the
+//! monitor, never through systemd, so both backends stop the same way.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,6 +53,8 @@ trait Manager {
 /// How long systemd may take to run a start job, and the monitor to answer after it.
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one D-Bus call may take.
+const METHOD_TIMEOUT: Duration = Duration::from_secs(25);
 
 pub struct SystemdSupervisor {
     manager: ManagerProxy<'static>,
@@ -75,13 +78,16 @@ impl SystemdSupervisor {
                  systemd is not the init system)"
             ))
         };
-        let conn = match address {
-            Some(a) => zbus::connection::Builder::address(a)
-                .build()
-                .await
-                .map_err(fail)?,
-            None => zbus::Connection::system().await.map_err(fail)?,
+        let builder = match address {
+            Some(a) => zbus::connection::Builder::address(a),
+            None => zbus::connection::Builder::system(),
         };
+        // A systemd that stops answering must not hang a service's start (or packd's).
+        let conn = builder
+            .method_timeout(METHOD_TIMEOUT)
+            .build()
+            .await
+            .map_err(fail)?;
         let manager = ManagerProxy::new(&conn).await.map_err(fail)?;
         manager.subscribe().await.map_err(fail)?;
         Ok(SystemdSupervisor {
@@ -115,8 +121,14 @@ impl SystemdSupervisor {
             ("KillMode", Variant::new("mixed")),
             ("CollectMode", Variant::new("inactive-or-failed")),
         ];
-        // Subscribed before asking, so that the job's end cannot be missed.
-        let mut removed = self.manager.receive_job_removed().await.map_err(fail)?;
+        // Subscribed before asking, so that the job's end cannot be missed; to this unit's
+        // jobs only (the bus filters), so that other units' signals never fill the queue
+        // while nobody reads it.
+        let mut removed = self
+            .manager
+            .receive_job_removed_with_args(&[(2, unit)])
+            .await
+            .map_err(fail)?;
         let mut tries = 0;
         let job = loop {
             match self
@@ -203,8 +215,9 @@ impl Supervisor for SystemdSupervisor {
             .map_err(|e| SupervisorError(format!("cannot write the monitor's spec: {e}")))?;
             write_private(spec, &bytes)
                 .map_err(|e| SupervisorError(format!("cannot write {}: {e}", spec.display())))?;
-            // A socket or a record of an earlier run would mislead: the monitor makes new ones.
-            let _ = std::fs::remove_file(&req.monitor.socket);
+            // The record of an earlier run would mislead (that run was dealt with before this
+            // start). Its socket stays: the new monitor replaces it as it binds, and if the
+            // unit is still running, its monitor must stay reachable.
             let _ = std::fs::remove_file(&req.files.exit_record);
             let unit = self.unit_name(&req.files);
             self.start_unit(&unit, spec).await?;
