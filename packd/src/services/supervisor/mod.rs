@@ -78,9 +78,51 @@ pub trait MonitorLink: Send {
     fn send(&mut self, command: MonitorCommand) -> std::io::Result<()>;
 }
 
+/// Why a monitor could not be started.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SupervisorError(pub String);
+pub enum SupervisorError {
+    /// The zygote could not fork it (its own words).
+    #[error("{0}")]
+    Zygote(String),
+    #[error("cannot reach its monitor at {}: {source}", socket.display())]
+    Unreachable {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Spec {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot reach systemd on {bus}: {source} (run packd with --supervisor packd where \
+         systemd is not the init system)"
+    )]
+    Bus { bus: String, source: zbus::Error },
+    #[error("systemd cannot start {unit}: {source}")]
+    Start { unit: String, source: zbus::Error },
+    #[error("systemd's start job for {unit} ended {result:?} (see journalctl -u {unit})")]
+    Job { unit: String, result: String },
+    #[error("lost systemd while it started {unit}")]
+    Lost { unit: String },
+    #[error("systemd did not start {unit} within {} s", timeout.as_secs())]
+    JobTimeout {
+        unit: String,
+        timeout: std::time::Duration,
+    },
+    #[error(
+        "the monitor of {unit} did not answer at {} within {} s: {source} (see journalctl -u \
+         {unit})",
+        socket.display(),
+        timeout.as_secs()
+    )]
+    Silent {
+        unit: String,
+        socket: PathBuf,
+        timeout: std::time::Duration,
+        source: std::io::Error,
+    },
+}
 
 pub trait Supervisor: Send + Sync {
     /// `packd` or `systemd`, for logs and `pack services`.

@@ -56,14 +56,10 @@ impl Supervisor for NativeSupervisor {
                 .zygote()
                 .monitor(req.sandbox, req.monitor)
                 .await
-                .map_err(SupervisorError)?;
+                .map_err(SupervisorError::Zygote)?;
             // The zygote bound the socket before it forked the monitor: it answers now.
-            let link = SocketLink::connect(&socket).map_err(|e| {
-                SupervisorError(format!(
-                    "cannot reach its monitor at {}: {e}",
-                    socket.display()
-                ))
-            })?;
+            let link = SocketLink::connect(&socket)
+                .map_err(|source| SupervisorError::Unreachable { socket, source })?;
             Ok(Box::new(link) as Box<dyn MonitorLink>)
         })
     }

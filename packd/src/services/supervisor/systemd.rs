@@ -71,12 +71,9 @@ impl SystemdSupervisor {
         helper: PathBuf,
         root: &Path,
     ) -> Result<SystemdSupervisor, SupervisorError> {
-        let what = address.unwrap_or("the system bus");
-        let fail = |e: zbus::Error| {
-            SupervisorError(format!(
-                "cannot reach systemd on {what}: {e} (run packd with --supervisor packd where \
-                 systemd is not the init system)"
-            ))
+        let fail = |source| SupervisorError::Bus {
+            bus: address.unwrap_or("the system bus").to_string(),
+            source,
         };
         let builder = match address {
             Some(a) => zbus::connection::Builder::address(a),
@@ -103,7 +100,10 @@ impl SystemdSupervisor {
     }
 
     async fn start_unit(&self, unit: &str, spec: &Path) -> Result<(), SupervisorError> {
-        let fail = |e: zbus::Error| SupervisorError(format!("systemd cannot start {unit}: {e}"));
+        let fail = |source| SupervisorError::Start {
+            unit: unit.to_string(),
+            source,
+        };
         let helper = self.helper.to_string_lossy().into_owned();
         let exec: Vec<(String, Vec<String>, bool)> = vec![(
             helper.clone(),
@@ -161,16 +161,17 @@ impl SystemdSupervisor {
         .await;
         match result {
             Ok(Some(r)) if r == "done" => Ok(()),
-            Ok(Some(r)) => Err(SupervisorError(format!(
-                "systemd's start job for {unit} ended {r:?} (see journalctl -u {unit})"
-            ))),
-            Ok(None) => Err(SupervisorError(format!(
-                "lost systemd while it started {unit}"
-            ))),
-            Err(_) => Err(SupervisorError(format!(
-                "systemd did not start {unit} within {} s",
-                JOB_TIMEOUT.as_secs()
-            ))),
+            Ok(Some(result)) => Err(SupervisorError::Job {
+                unit: unit.to_string(),
+                result,
+            }),
+            Ok(None) => Err(SupervisorError::Lost {
+                unit: unit.to_string(),
+            }),
+            Err(_) => Err(SupervisorError::JobTimeout {
+                unit: unit.to_string(),
+                timeout: JOB_TIMEOUT,
+            }),
         }
     }
 }
@@ -212,9 +213,14 @@ impl Supervisor for SystemdSupervisor {
                 monitor: &req.monitor,
                 sandbox: &req.sandbox,
             })
-            .map_err(|e| SupervisorError(format!("cannot write the monitor's spec: {e}")))?;
-            write_private(spec, &bytes)
-                .map_err(|e| SupervisorError(format!("cannot write {}: {e}", spec.display())))?;
+            .map_err(|e| SupervisorError::Spec {
+                path: spec.clone(),
+                source: e.into(),
+            })?;
+            write_private(spec, &bytes).map_err(|source| SupervisorError::Spec {
+                path: spec.clone(),
+                source,
+            })?;
             // The record of an earlier run would mislead (that run was dealt with before this
             // start). Its socket stays: the new monitor replaces it as it binds, and if the
             // unit is still running, its monitor must stay reachable.
@@ -231,13 +237,13 @@ impl Supervisor for SystemdSupervisor {
                     Err(_) if req.files.exit_record.exists() => {
                         return Ok(Box::new(Ended) as Box<dyn MonitorLink>);
                     }
-                    Err(e) if tokio::time::Instant::now() >= deadline => {
-                        return Err(SupervisorError(format!(
-                            "the monitor of {unit} did not answer at {} within {} s: {e} (see \
-                             journalctl -u {unit})",
-                            req.monitor.socket.display(),
-                            ANSWER_TIMEOUT.as_secs()
-                        )));
+                    Err(source) if tokio::time::Instant::now() >= deadline => {
+                        return Err(SupervisorError::Silent {
+                            unit,
+                            socket: req.monitor.socket.clone(),
+                            timeout: ANSWER_TIMEOUT,
+                            source,
+                        });
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                 }
