@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod launch;
+pub mod logging;
 pub mod packs;
 pub mod paths;
 pub mod policy;

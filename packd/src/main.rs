@@ -73,9 +73,12 @@ fn main() -> anyhow::Result<()> {
     };
     let args = Args::parse();
     let filter = EnvFilter::try_from_env("PACKD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Standard error may fail (a full disk, a dead reader): lines are then counted and
+    // dropped, never a panic (packd::logging).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .log_internal_errors(false)
+        .with_writer(packd::logging::Stderr::new());
     match args.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

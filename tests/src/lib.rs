@@ -8,15 +8,21 @@
 // `Env::new()` starts a daemon: too much for a `Default`.
 #![allow(clippy::new_without_default)]
 
+mod mounts;
 pub mod probe;
+mod run;
 pub mod systemd;
+
+pub use mounts::mounts_under;
+use mounts::unmount_under;
+pub use run::Run;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -106,50 +112,6 @@ pub fn busybox_base() -> PathBuf {
     .clone()
 }
 
-/// The result of a `pack` command.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    fn from(o: Output) -> Run {
-        use std::os::unix::process::ExitStatusExt;
-        Run {
-            code: o
-                .status
-                .code()
-                .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-
-    /// Asserts success and returns stdout.
-    #[track_caller]
-    pub fn ok(self) -> String {
-        assert_eq!(
-            self.code, 0,
-            "expected success\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self.stdout
-    }
-
-    /// Asserts failure with `code` and returns stderr.
-    #[track_caller]
-    pub fn fails(self, code: i32) -> String {
-        assert_eq!(
-            self.code, code,
-            "expected exit {code}\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self.stderr
-    }
-}
-
 /// One isolated packd: its own root, socket and daemon process.
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -161,6 +123,19 @@ pub struct Env {
     confine_helper: PathBuf,
     /// The fake systemd services run under, with [`Supervisor::Systemd`].
     systemd: Option<systemd::FakeSystemd>,
+    /// Where the daemon's standard error goes (its log file unless a test says otherwise).
+    stderr: DaemonStderr,
+}
+
+/// Where a daemon's standard error (its log) goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonStderr {
+    /// `packd.log` in the test's directory (what [`Env::log`] reads).
+    Log,
+    /// This file, opened for appending (`/dev/full`, a file on a full disk).
+    File(PathBuf),
+    /// A pipe whose reader is already gone.
+    DeadPipe,
 }
 
 /// Who supervises the daemon's services.
@@ -206,6 +181,7 @@ impl Env {
             extra_env: BTreeMap::new(),
             confine_helper: bin_dir().join("pack-confine"),
             systemd: None,
+            stderr: DaemonStderr::Log,
         }
     }
 
@@ -217,6 +193,11 @@ impl Env {
     /// The sandbox helper for the daemon's next start (e.g. a wrapper around `pack-confine`).
     pub fn set_confine_helper(&mut self, helper: &Path) {
         self.confine_helper = helper.to_path_buf();
+    }
+
+    /// Where the daemon's standard error goes from its next start.
+    pub fn set_daemon_stderr(&mut self, to: DaemonStderr) {
+        self.stderr = to;
     }
 
     pub fn clear_daemon_env(&mut self) {
@@ -235,6 +216,19 @@ impl Env {
             .append(true)
             .open(self.dir.path().join("packd.log"))
             .expect("log file");
+        let stderr: Stdio = match &self.stderr {
+            DaemonStderr::Log => log.try_clone().expect("log").into(),
+            DaemonStderr::File(path) => fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .into(),
+            DaemonStderr::DeadPipe => {
+                let (r, w) = nix::unistd::pipe().expect("pipe");
+                drop(r);
+                std::fs::File::from(w).into()
+            }
+        };
         let mut cmd = Command::new(packd);
         if let Some(systemd) = &self.systemd {
             cmd.args(["--supervisor", "systemd", "--systemd-bus", &systemd.address]);
@@ -249,8 +243,8 @@ impl Env {
             .envs(&self.extra_env)
             .env("PACKD_LOG", "debug")
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
+            .stdout(log)
+            .stderr(stderr)
             .spawn()
             .expect("start packd");
         self.daemon = Some(child);
@@ -308,13 +302,14 @@ impl Env {
     }
 
     /// Stops the daemon with SIGTERM and waits for it.
-    pub fn stop(&mut self) {
+    /// Stops the daemon with SIGTERM; how it exited.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         if let Some(mut child) = self.daemon.take() {
             signal(&child, libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
+                if let Some(status) = child.try_wait().ok().flatten() {
+                    return Some(status);
                 }
                 if Instant::now() > deadline {
                     signal(&child, libc::SIGKILL);
@@ -324,6 +319,14 @@ impl Env {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        None
+    }
+
+    /// Whether the daemon is still running (it has not exited, or crashed).
+    pub fn daemon_running(&mut self) -> bool {
+        self.daemon
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// Kills the daemon with SIGKILL, as a power cut would.
@@ -516,32 +519,6 @@ impl Env {
 fn signal(child: &Child, sig: i32) {
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(child.id() as i32, sig) };
-}
-
-/// Mount points at or below `dir`, deepest first.
-pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<PathBuf> = text
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(m.replace("\\040", " ")))
-        .filter(|m| m.starts_with(dir))
-        .collect();
-    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    found.dedup();
-    found
-}
-
-fn unmount_under(dir: &Path) {
-    for _ in 0..3 {
-        let mounts = mounts_under(dir);
-        if mounts.is_empty() {
-            return;
-        }
-        for m in mounts {
-            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
 }
 
 fn snapshot_into(root: &Path, dir: &Path, out: &mut Vec<String>) {

@@ -21,80 +21,109 @@ impl ServiceManager {
     pub async fn adopt(&self) -> BTreeSet<PathBuf> {
         let mut alive = BTreeSet::new();
         for record in records::all(&self.ctx.paths.services_dir()) {
-            let files = UnitFiles::new(&self.ctx.paths, &record.pack, &record.app);
-            let meta = self.ctx.store.read(|s| {
-                let p = s.packs.get(&record.pack).filter(|p| p.active)?;
-                let app = p.current_revision()?.meta.apps.get(&record.app)?.clone();
-                app.is_service()
-                    .then(|| (app, p.disabled_services.contains(&record.app)))
-            });
-            let link = self.ctx.supervisor.attach(&files).await;
-            match (link, meta) {
-                (Some(mut link), Some(_)) => {
-                    let status = match link.next().await {
-                        Some(MonitorEvent::Status(status)) => status,
-                        _ => {
-                            self.gone(&record, &files).await;
-                            continue;
-                        }
-                    };
-                    if let Some(cg) = &record.cgroup {
-                        self.ctx.sandboxes.adopt(&record.pack, cg);
-                        alive.insert(cg.clone());
+            alive.extend(self.adopt_one(record, "while packd was away").await);
+        }
+        alive
+    }
+
+    /// Takes over the service of `record`: its monitor if it still answers, else what it
+    /// left (its restart condition applies; `when` says when it ended, for its log). The
+    /// cgroup of a sandbox that lives on.
+    async fn adopt_one(&self, record: records::UnitRecord, when: &str) -> Option<PathBuf> {
+        let mut alive = None;
+        let files = UnitFiles::new(&self.ctx.paths, &record.pack, &record.app);
+        let meta = self.ctx.store.read(|s| {
+            let p = s.packs.get(&record.pack).filter(|p| p.active)?;
+            let app = p.current_revision()?.meta.apps.get(&record.app)?.clone();
+            app.is_service()
+                .then(|| (app, p.disabled_services.contains(&record.app)))
+        });
+        let link = self.ctx.supervisor.attach(&files).await;
+        match (link, meta) {
+            (Some(mut link), Some(_)) => {
+                let status = match link.next().await {
+                    Some(MonitorEvent::Status(status)) => status,
+                    _ => {
+                        self.gone(&record, &files).await;
+                        return None;
                     }
-                    let revision = record.revision;
-                    let (pack, app) = (record.pack.clone(), record.app.clone());
-                    self.spawn_unit(
-                        &pack,
-                        &app,
-                        revision,
-                        Begin::Adopt {
-                            link,
-                            status: Box::new(status),
-                            record: Box::new(record),
-                        },
-                        None,
-                    );
+                };
+                if let Some(cg) = &record.cgroup {
+                    self.ctx.sandboxes.adopt(&record.pack, cg);
+                    alive = Some(cg.clone());
                 }
-                (Some(mut link), None) => {
-                    // Its pack went while packd was away (or the app is no longer a
-                    // service): it has no business running.
-                    tracing::warn!(pack = %record.pack, app = %record.app, "stopping a service that is no longer installed");
-                    let _ = link.send(confine::proto::MonitorCommand::Signal {
-                        signal: libc::SIGKILL,
+                let revision = record.revision;
+                let (pack, app) = (record.pack.clone(), record.app.clone());
+                self.spawn_unit(
+                    &pack,
+                    &app,
+                    revision,
+                    Begin::Adopt {
+                        link,
+                        status: Box::new(status),
+                        record: Box::new(record),
+                    },
+                    None,
+                );
+            }
+            (Some(mut link), None) => {
+                // Its pack went while packd was away (or the app is no longer a
+                // service): it has no business running.
+                tracing::warn!(pack = %record.pack, app = %record.app, "stopping a service that is no longer installed");
+                let _ = link.send(confine::proto::MonitorCommand::Signal {
+                    signal: libc::SIGKILL,
+                });
+                self.gone(&record, &files).await;
+            }
+            (None, meta) => {
+                let ended = records::exit_record(&files);
+                self.gone(&record, &files).await;
+                let (app, disabled) = meta?;
+                let code = ended.as_ref().map_or(128 + libc::SIGKILL, |e| e.code);
+                logs::note(
+                    self.ctx.paths.root(),
+                    &record.pack,
+                    &record.app,
+                    &format!("found ended (status {code}) {when}"),
+                );
+                if disabled {
+                    return None;
+                }
+                let finished = app.daemon == Some(Kind::Oneshot)
+                    && ended.as_ref().is_some_and(|e| {
+                        e.app_exit == Some(0) && matches!(e.exec, Exec::Started { .. })
                     });
-                    self.gone(&record, &files).await;
-                }
-                (None, meta) => {
-                    let ended = records::exit_record(&files);
-                    self.gone(&record, &files).await;
-                    let Some((app, disabled)) = meta else {
-                        continue;
-                    };
-                    let code = ended.as_ref().map_or(128 + libc::SIGKILL, |e| e.code);
-                    logs::note(
-                        self.ctx.paths.root(),
-                        &record.pack,
-                        &record.app,
-                        &format!("found ended (status {code}) while packd was away"),
-                    );
-                    if disabled {
-                        continue;
-                    }
-                    let finished = app.daemon == Some(Kind::Oneshot)
-                        && ended.as_ref().is_some_and(|e| {
-                            e.app_exit == Some(0) && matches!(e.exec, Exec::Started { .. })
-                        });
-                    let begin = if finished {
-                        Begin::Finished
-                    } else {
-                        Begin::Ended(code)
-                    };
-                    self.spawn_unit(&record.pack, &record.app, record.revision, begin, None);
-                }
+                let begin = if finished {
+                    Begin::Finished
+                } else {
+                    Begin::Ended(code)
+                };
+                self.spawn_unit(&record.pack, &record.app, record.revision, begin, None);
             }
         }
         alive
+    }
+
+    /// A unit task failed (a bug): takes its service over again as a restarted packd would.
+    pub(super) async fn recover(&self, pack: &str, app: &str) {
+        let files = UnitFiles::new(&self.ctx.paths, pack, app);
+        self.units().remove(&(pack.to_string(), app.to_string()));
+        match records::UnitRecord::read(&files.record) {
+            Some(record) => {
+                self.adopt_one(record, "after its supervising task failed")
+                    .await;
+            }
+            // Nothing was started: its restart condition decides, as for a crash.
+            None => {
+                let revision = self
+                    .ctx
+                    .store
+                    .read(|s| s.packs.get(pack).map(|p| p.current));
+                if let Some(revision) = revision {
+                    self.spawn_unit(pack, app, revision, Begin::Ended(128 + libc::SIGABRT), None);
+                }
+            }
+        }
     }
 
     /// Cleans up after a service whose monitor is gone: its cgroup, files and record.

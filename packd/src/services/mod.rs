@@ -100,6 +100,8 @@ pub struct ServiceManager {
     runtime: tokio::runtime::Handle,
     /// Changes planned here (`pack start|stop|restart`) go to the engine.
     queue: crate::engine::Queue,
+    /// Itself, for a unit task that failed to hand its service back ([`Self::recover`]).
+    me: std::sync::Weak<ServiceManager>,
 }
 
 /// What the service manager needs of the launcher: a service's sandbox, ready for its
@@ -186,7 +188,8 @@ impl ServiceManager {
             runtime,
             queue,
         } = parts;
-        Arc::new(ServiceManager {
+        Arc::new_cyclic(|me| ServiceManager {
+            me: me.clone(),
             ctx: Arc::new(Ctx {
                 store,
                 paths,
@@ -473,7 +476,29 @@ impl ServiceManager {
             orders: orders_rx,
             started,
         };
-        let handle = self.runtime.spawn(task.run(begin));
+        // A task that panics (a bug) must not leave a stale `active` behind: the service is
+        // marked failed and taken over again, so that its restart condition applies.
+        let (state, all, me) = (
+            task.reporter.state.clone(),
+            self.ctx.changed.clone(),
+            self.me.clone(),
+        );
+        let key = (pack.to_string(), app.to_string());
+        let handle = self.runtime.spawn(async move {
+            use futures_util::FutureExt;
+            if std::panic::AssertUnwindSafe(task.run(begin))
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                tracing::error!(pack = %key.0, app = %key.1, "the task supervising this service failed; taking the service over again");
+                state.send_modify(|s| s.active = Active::Failed);
+                all.send_modify(|v| *v = v.wrapping_add(1));
+                if let Some(me) = me.upgrade() {
+                    me.recover(&key.0, &key.1).await;
+                }
+            }
+        });
         self.units().insert(
             (pack.to_string(), app.to_string()),
             Unit {

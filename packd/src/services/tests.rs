@@ -285,3 +285,35 @@ async fn a_service_that_died_while_packd_was_away_follows_its_restart_condition(
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(s.supervisor.starts(), 0);
 }
+
+#[tokio::test]
+async fn a_supervising_task_that_fails_leaves_no_stale_state_and_its_service_is_taken_over() {
+    let s = setup(PACK);
+    s.services.start("svc", Some(&a())).await.unwrap();
+    let first = s.supervisor.last();
+    // The service runs on (its monitor outlives the task): attach will find it.
+    let again = s.supervisor.outlived("svc.a");
+    first.break_its_task();
+    eventually("it is taken over again", || {
+        s.services.pid("svc", "a") == Some(again.pid)
+    })
+    .await;
+    assert_eq!(s.services.state("svc", "a"), Active::Active);
+    assert_eq!(s.supervisor.starts(), 1, "taken over, not started again");
+    // Without a monitor to find, the restart condition applies (on-failure: a restart).
+    again.break_its_task();
+    eventually("a restart is due", || s.clock.sleepers() == 1).await;
+    assert_ne!(
+        s.services.state("svc", "a"),
+        Active::Active,
+        "never a stale active"
+    );
+    s.clock.advance(Duration::from_millis(100));
+    eventually("it was started again", || s.supervisor.starts() == 2).await;
+    eventually("it is active", || {
+        s.services.state("svc", "a") == Active::Active
+    })
+    .await;
+    let log = std::fs::read_to_string(s.paths.log_file("svc", "a")).unwrap();
+    assert!(log.contains("after its supervising task failed"), "{log}");
+}

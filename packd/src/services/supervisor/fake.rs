@@ -31,9 +31,17 @@ pub struct FakeMonitor {
     pub pid: i32,
     events: mpsc::UnboundedSender<MonitorEvent>,
     pub commands: Arc<Mutex<Vec<MonitorCommand>>>,
+    /// Set to make the link panic at its next event (a bug in the supervising task).
+    bug: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeMonitor {
+    /// The task following this monitor panics, as a bug in it would.
+    pub fn break_its_task(&self) {
+        self.bug.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.events.send(MonitorEvent::Ready);
+    }
+
     /// The service exits with `code` (and its sandbox goes).
     pub fn exit(&self, code: i32) {
         let _ = self.events.send(MonitorEvent::AppExited { code });
@@ -80,11 +88,20 @@ struct Link {
     events: mpsc::UnboundedReceiver<MonitorEvent>,
     tx: mpsc::UnboundedSender<MonitorEvent>,
     commands: Arc<Mutex<Vec<MonitorCommand>>>,
+    bug: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MonitorLink for Link {
     fn next(&mut self) -> BoxFuture<'_, Option<MonitorEvent>> {
-        Box::pin(async move { self.events.recv().await })
+        Box::pin(async move {
+            let event = self.events.recv().await;
+            assert!(
+                !self.bug.swap(false, std::sync::atomic::Ordering::SeqCst),
+                "a bug in the task supervising {} (test)",
+                self.name
+            );
+            event
+        })
     }
 
     fn send(&mut self, command: MonitorCommand) -> std::io::Result<()> {
@@ -124,18 +141,21 @@ impl FakeSupervisor {
         let (tx, rx) = mpsc::unbounded_channel();
         let pid = self.pid();
         let commands = Arc::new(Mutex::new(Vec::new()));
+        let bug = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let _ = tx.send(MonitorEvent::Status(status(name, pid, exec)));
         let monitor = FakeMonitor {
             name: name.to_string(),
             pid,
             events: tx.clone(),
             commands: commands.clone(),
+            bug: bug.clone(),
         };
         let link = Link {
             name: name.to_string(),
             events: rx,
             tx,
             commands,
+            bug,
         };
         (monitor, link)
     }
