@@ -171,3 +171,36 @@ fn a_full_disk_under_packd_and_its_log_is_an_error_not_a_crash() {
     let status = env.stop().expect("it ran");
     assert!(status.success(), "packd exited with {status}");
 }
+
+#[test]
+fn a_full_disk_under_the_service_logs_is_not_a_flood_in_packds() {
+    require_root!();
+    let mut env = Env::stopped();
+    // The services' logs on a file system of their own, which fills up; packd's log elsewhere.
+    let logs = env.root.join("var/log/packd");
+    fs::create_dir_all(&logs).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&logs)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    env.start();
+    install_talk(&env);
+    let (_, pid) = service(&env);
+    let filler = fill(&logs);
+    let before = env.log().lines().count();
+    // ~200 lines the service cannot log.
+    std::thread::sleep(Duration::from_secs(2));
+    let during = env.log().lines().count() - before;
+    assert!(
+        during < 20,
+        "packd logged {during} lines while a service's log was full:\n{}",
+        env.log()
+    );
+    assert_eq!(service(&env), ("active".to_string(), pid));
+    fs::remove_file(&filler).unwrap();
+    eventually("the service's log says what it lost", || {
+        service_log(&env).contains("lines of output were lost: cannot write this log")
+    });
+}
