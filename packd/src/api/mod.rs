@@ -9,6 +9,7 @@
 mod changes;
 mod config;
 mod connections;
+pub mod conns;
 pub mod debug;
 pub use packd_api::{fdpass, types};
 mod packs;
@@ -165,13 +166,23 @@ pub async fn serve(
     origin: Option<Origin>,
 ) {
     tokio::pin!(shutdown);
+    let mut backoff = conns::Backoff::default();
     loop {
         let stream = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    backoff.succeeded();
+                    stream
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    let wait = backoff.failed(&e, std::time::Instant::now());
+                    if !wait.is_zero() {
+                        tokio::select! {
+                            _ = &mut shutdown => return,
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                    }
                     continue;
                 }
             },
@@ -189,9 +200,19 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(admitted) = conns::admit(peer.uid, origin.as_ref().map(|o| o.pack.as_str()))
+        else {
+            conns::note_refused(peer.uid);
+            continue;
+        };
         let app = app.clone();
         tokio::spawn(async move {
-            let passed = PassedFds::peek(&stream).await;
+            let _admitted = admitted;
+            let Ok(passed) =
+                tokio::time::timeout(conns::FIRST_BYTES, PassedFds::peek(&stream)).await
+            else {
+                return;
+            };
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(peer.clone());
                 req.extensions_mut().insert(passed.clone());
@@ -205,6 +226,8 @@ pub async fn serve(
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(conns::HEAD_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             if let Err(e) = conn.await {

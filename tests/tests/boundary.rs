@@ -1,0 +1,148 @@
+//! The boundary between local users and the daemon: what an unprivileged user can do to
+//! packd's API socket must not lock anyone else out.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use packd_tests::{Env, require_root};
+
+/// CPU time (user + system, in clock ticks) `pid` has used so far.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A process of uid 65534 holding `n` idle connections to `socket`; killed (by pid) and
+/// reaped when dropped.
+struct Hog(libc::pid_t);
+
+impl Hog {
+    fn start(socket: &std::path::Path, n: usize) -> Hog {
+        // Everything the child needs is made before the fork: it only makes system calls.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let path = socket.as_os_str().as_encoded_bytes();
+        assert!(path.len() < addr.sun_path.len());
+        for (d, s) in addr.sun_path.iter_mut().zip(path) {
+            *d = *s as libc::c_char;
+        }
+        let limit = libc::rlimit {
+            rlim_cur: (n + 64) as libc::rlim_t,
+            rlim_max: (n + 64) as libc::rlim_t,
+        };
+        // SAFETY: the child makes only async-signal-safe system calls, then pauses or exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: plain system calls on values prepared above.
+            unsafe {
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                libc::setgroups(0, std::ptr::null());
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    libc::_exit(1);
+                }
+                for _ in 0..n {
+                    let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                    if fd < 0 {
+                        break;
+                    }
+                    libc::connect(
+                        fd,
+                        (&raw const addr).cast(),
+                        std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+                    );
+                }
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        Hog(pid)
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        // SAFETY: our own child, not reaped yet.
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+            libc::waitpid(self.0, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+/// `pack list` as root, given at most `limit`; whether it succeeded in time.
+fn list_in_time(env: &Env, limit: Duration) -> bool {
+    let mut child = env.cmd().arg("list").spawn().unwrap();
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_user_holding_idle_connections_cannot_lock_root_out() {
+    require_root!();
+    let env = Env::new();
+    let pid = env.daemon_pid().unwrap();
+    // Far more than packd's descriptors (its soft limit is 1024 unless raised).
+    let _hog = Hog::start(&env.socket, 3000);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = cpu_ticks(pid);
+    let log_before = env.log().lines().count();
+    for _ in 0..5 {
+        assert!(
+            list_in_time(&env, Duration::from_secs(5)),
+            "root was locked out:\n{}",
+            env.log()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // No spinning, no flood of log lines.
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used < 50,
+        "packd used {used} ticks while a user held connections"
+    );
+    let logged = env.log().lines().count() - log_before;
+    assert!(logged < 200, "{logged} log lines:\n{}", env.log());
+    assert!(
+        env.log()
+            .contains("a peer holds 64 API connections already"),
+        "{}",
+        env.log()
+    );
+}
+
+#[test]
+fn a_connection_that_says_nothing_is_closed() {
+    require_root!();
+    let env = Env::new();
+    let mut silent = UnixStream::connect(&env.socket).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    match silent.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("packd said {n} bytes to a silent connection"),
+        Err(e) => panic!("packd kept a silent connection open for 30 s ({e})"),
+    }
+}
