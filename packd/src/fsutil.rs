@@ -220,9 +220,75 @@ pub fn ensure_dir_beneath(base: &Path, rel: &Path, mode: u32) -> io::Result<()> 
     Ok(())
 }
 
+/// Opens the directory `name` in `dir`, making it (with `mode`) if it is missing, without
+/// following a symlink: one there, put by whoever can write `dir`, is an error. Then gives it
+/// `mode` and, with `owner`, that uid and gid, through the descriptor: a swap of the name at
+/// any moment can make this fail, never make it act on something else.
+pub fn owned_dir_at(
+    dir: &impl std::os::fd::AsFd,
+    name: &str,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, fchmod, mkdirat};
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let open = || match openat(dir, name, flags, Mode::empty()) {
+        Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{name} is a symlink or not a directory; packd never follows symlinks where users write (remove it)"
+            ),
+        )),
+        other => other.map_err(io::Error::from),
+    };
+    let fd = match open() {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            match mkdirat(dir, name, Mode::from_bits_truncate(mode)) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            open()?
+        }
+        other => other?,
+    };
+    if let Some((uid, gid)) = owner {
+        nix::unistd::fchown(&fd, Some(uid.into()), Some(gid.into()))?;
+    }
+    fchmod(&fd, Mode::from_bits_truncate(mode))?;
+    Ok(fd)
+}
+
 #[cfg(test)]
 mod beneath_tests {
     use super::*;
+
+    #[test]
+    fn owned_dirs_are_made_and_given_through_their_descriptor_never_a_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = std::fs::File::open(tmp.path()).unwrap();
+        let d = owned_dir_at(&base, "d", 0o700, None).unwrap();
+        drop(d);
+        assert_eq!(
+            fs::metadata(tmp.path().join("d"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o700
+        );
+        // A symlink in its place (to a file whose mode must not change) is refused.
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, "").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&victim, tmp.path().join("l")).unwrap();
+        let err = owned_dir_at(&base, "l", 0o700, None).unwrap_err();
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+        assert_eq!(
+            fs::metadata(&victim).unwrap().permissions().mode() & 0o7777,
+            0o644
+        );
+    }
 
     #[test]
     fn dirs_are_made_beneath_and_symlinks_are_not_followed() {

@@ -146,3 +146,82 @@ fn a_connection_that_says_nothing_is_closed() {
         Err(e) => panic!("packd kept a silent connection open for 30 s ({e})"),
     }
 }
+
+/// A process of uid 65534 that, until killed, swaps `dir` with a symlink to `victim` and back
+/// (`renameat2(RENAME_EXCHANGE)`), making the real directory's mode 0755 again each time so
+/// that packd has something to fix.
+fn swapper(dir: &std::path::Path, victim: &std::path::Path) -> Hog {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let link = dir.with_extension("link");
+    let c = |p: &std::path::Path| CString::new(p.as_os_str().as_bytes()).unwrap();
+    let (dir_c, link_c, victim_c) = (c(dir), c(&link), c(victim));
+    // SAFETY: the child makes only system calls on strings made before the fork.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::setgroups(0, std::ptr::null());
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                libc::_exit(1);
+            }
+            libc::symlink(victim_c.as_ptr(), link_c.as_ptr());
+            loop {
+                libc::syscall(
+                    libc::SYS_renameat2,
+                    libc::AT_FDCWD,
+                    dir_c.as_ptr(),
+                    libc::AT_FDCWD,
+                    link_c.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                );
+                // One of them is the directory (the other follows the link to the victim,
+                // which this user may not change).
+                libc::chmod(dir_c.as_ptr(), 0o755);
+                libc::chmod(link_c.as_ptr(), 0o755);
+            }
+        }
+    }
+    Hog(pid)
+}
+
+#[test]
+fn a_user_swapping_their_data_directory_for_a_symlink_cannot_make_packd_chmod_elsewhere() {
+    require_root!();
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.install_base();
+    let dir = packd_tests::write_pack_dir(
+        env.dir.path(),
+        "tools",
+        "name: tools\nversion: '1'\nbase: busybox\napps:\n  sh:\n    command: /bin/sh\n",
+        &[],
+    );
+    env.install(&env.build(&dir));
+    let run = || {
+        let mut c = env.cmd();
+        c.args(["run", "tools.sh", "-c", "true"]).current_dir("/");
+        packd_tests::as_nobody(&mut c);
+        c.output().unwrap()
+    };
+    assert!(run().status.success(), "nobody runs the app");
+    let data = env.root.join("var/pack/tools/users/65534/x1");
+    assert!(data.is_dir());
+    // A root-owned file nobody may change.
+    let victim = env.dir.path().join("victim");
+    fs::write(&victim, "root's").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+    let swapping = swapper(&data, &victim);
+    for _ in 0..150 {
+        // Each launch may fail (the user broke their own data directory): what matters is
+        // what packd did to the victim.
+        let _ = run();
+    }
+    drop(swapping);
+    let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o644,
+        "packd changed the mode of a file it was tricked into"
+    );
+}

@@ -3,6 +3,7 @@
 //! what was resolved and prepared on the host.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use confine::{CgroupJoin, MountOp, Namespaces, Process, SandboxSpec, SeccompSpec};
@@ -49,17 +50,25 @@ pub fn user_dirs(paths: &Paths, r: &Resolved, uid: u32) -> [(PathBuf, PathBuf); 
     ]
 }
 
-/// Creates the caller's data directories, owned by them and private (0700). The parents are
-/// root's, so the caller cannot redirect them; the directories themselves are bound without
-/// following symlinks.
+/// Creates the caller's data directories, owned by them and private (0700). `users/` is
+/// root's; `users/UID/` and what is in it are the caller's, who may swap anything there at any
+/// moment: each directory is opened without following symlinks, relative to its parent's
+/// descriptor, and given its owner and mode through its own descriptor (never by path). The
+/// directories are then bound without following symlinks either.
 pub fn prepare_user_dirs(paths: &Paths, r: &Resolved, uid: u32, gid: u32) -> Result<()> {
     let users = paths.data_root(&r.name).join("users");
     fsutil::ensure_dir(&users, 0o755).ctx("create", &users)?;
+    let users_fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&users)
+        .ctx("open", &users)?;
     let mine = users.join(uid.to_string());
-    let [(_, data), (_, common)] = user_dirs(paths, r, uid);
-    for dir in [&mine, &data, &common] {
-        fsutil::ensure_dir(dir, 0o700).ctx("create", dir)?;
-        std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).ctx("give", dir)?;
+    let mine_fd = fsutil::owned_dir_at(&users_fd, &uid.to_string(), 0o700, Some((uid, gid)))
+        .ctx("create", &mine)?;
+    for name in [r.revision.to_string(), "common".to_string()] {
+        fsutil::owned_dir_at(&mine_fd, &name, 0o700, Some((uid, gid)))
+            .ctx("create", &mine.join(&name))?;
     }
     Ok(())
 }
