@@ -152,7 +152,6 @@ fn confine_app(
     signals::reset_dispositions();
     signals::restore(&prepared.saved_mask);
     nix::unistd::setsid().map_err(|e| StepError::nix(Step::Session, e))?;
-    enter_cwd(&p.cwd, &p.fallback_cwd)?;
     if let Some(label) = &spec.apparmor
         && apparmor::available()
     {
@@ -168,6 +167,9 @@ fn confine_app(
         unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
     }
     crate::steps::identity::switch(p.uid, p.gid, &p.groups)?;
+    // As the caller, not as root: a directory they may not enter is not entered for them.
+    enter_cwd(&p.cwd, &p.fallback_cwd)?;
+    crate::steps::rlimits::apply(&p.rlimits)?;
     if spec.devmode {
         caps::set_no_new_privs()?;
     } else {

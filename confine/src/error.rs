@@ -28,6 +28,7 @@ pub enum Step {
     LandlockNotEnforced,
     AppArmor,
     Seccomp,
+    Rlimits,
     CloseFds,
     Exec(String),
 }
@@ -52,6 +53,7 @@ impl fmt::Display for Step {
             Step::AppArmor => f.write_str("apparmor"),
             Step::Seccomp => f.write_str("seccomp"),
             Step::CloseFds => f.write_str("close-fds"),
+            Step::Rlimits => f.write_str("rlimits"),
             Step::Exec(cmd) => write!(f, "exec {cmd}"),
         }
     }

@@ -128,6 +128,9 @@ pub struct Process {
     /// when the last process is gone.
     #[serde(default)]
     pub outlive_command: bool,
+    /// Limits to lower the app's to (its caller's `ulimit`s); never raised.
+    #[serde(default)]
+    pub rlimits: Vec<crate::steps::rlimits::Rlimit>,
 }
 
 /// One step of building the sandbox's file system. Targets are absolute paths inside the

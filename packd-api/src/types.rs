@@ -144,6 +144,18 @@ pub struct RunRequest {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub cwd: PathBuf,
+    /// The caller's resource limits (`ulimit`): the app's are lowered to them, never raised.
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// One resource limit of `pack run`'s caller: `resource` as `prlimit(1)` names it (`nofile`,
+/// `nproc`, `fsize`, …); `None` is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    pub resource: String,
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
 }
 
 /// The upgrade token of the run protocol.

@@ -125,6 +125,8 @@ pub struct Env {
     systemd: Option<systemd::FakeSystemd>,
     /// Where the daemon's standard error goes (its log file unless a test says otherwise).
     stderr: DaemonStderr,
+    /// The daemon's open-files limit (soft, hard), when a test sets one.
+    nofile: Option<(u64, u64)>,
 }
 
 /// Where a daemon's standard error (its log) goes.
@@ -182,6 +184,7 @@ impl Env {
             confine_helper: bin_dir().join("pack-confine"),
             systemd: None,
             stderr: DaemonStderr::Log,
+            nofile: None,
         }
     }
 
@@ -193,6 +196,11 @@ impl Env {
     /// The sandbox helper for the daemon's next start (e.g. a wrapper around `pack-confine`).
     pub fn set_confine_helper(&mut self, helper: &Path) {
         self.confine_helper = helper.to_path_buf();
+    }
+
+    /// The daemon's open-files limit from its next start.
+    pub fn set_daemon_nofile(&mut self, soft: u64, hard: u64) {
+        self.nofile = Some((soft, hard));
     }
 
     /// Where the daemon's standard error goes from its next start.
@@ -230,6 +238,22 @@ impl Env {
             }
         };
         let mut cmd = Command::new(packd);
+        if let Some((soft, hard)) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit in the child before exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let l = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         if let Some(systemd) = &self.systemd {
             cmd.args(["--supervisor", "systemd", "--systemd-bus", &systemd.address]);
         }

@@ -225,3 +225,112 @@ fn a_user_swapping_their_data_directory_for_a_symlink_cannot_make_packd_chmod_el
         "packd changed the mode of a file it was tricked into"
     );
 }
+
+/// `pack run tools.sh -c SCRIPT` from `cwd`, as `uid` (0 or 65534), with `limits` set on the
+/// client first; its standard output.
+fn run_with(
+    env: &Env,
+    uid: u32,
+    cwd: &str,
+    limits: &[(libc::__rlimit_resource_t, u64, u64)],
+    script: &str,
+) -> String {
+    use std::os::unix::process::CommandExt;
+    let mut c = env.cmd();
+    c.args(["run", "tools.sh", "-c", script]).current_dir(cwd);
+    let limits = limits.to_vec();
+    // SAFETY: setrlimit and the identity switch in the child before exec.
+    unsafe {
+        c.pre_exec(move || {
+            for (r, soft, hard) in &limits {
+                let l = libc::rlimit {
+                    rlim_cur: *soft,
+                    rlim_max: *hard,
+                };
+                if libc::setrlimit(*r, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if uid != 0
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(uid) != 0
+                    || libc::setuid(uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn tools(env: &Env) {
+    env.install_base();
+    let dir = packd_tests::write_pack_dir(
+        env.dir.path(),
+        "tools",
+        "name: tools\nversion: '1'\nbase: busybox\napps:\n  sh:\n    command: /bin/sh\n",
+        &[],
+    );
+    env.install(&env.build(&dir));
+}
+
+/// packd's own `Max open files` (soft, hard), from /proc.
+fn daemon_nofile(pid: i32) -> (u64, u64) {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (v[0], v[1])
+}
+
+#[test]
+fn pack_run_gives_the_app_its_callers_limits_and_never_more_than_packds() {
+    require_root!();
+    let mut env = Env::stopped();
+    // packd's own limit, below what the test (its caller) has.
+    env.set_daemon_nofile(900, 1000);
+    env.start();
+    tools(&env);
+    assert_eq!(daemon_nofile(env.daemon_pid().unwrap()), (900, 1000));
+    // The caller's limits come along (as nobody, too)...
+    let out = run_with(
+        &env,
+        65534,
+        "/",
+        &[
+            (libc::RLIMIT_NOFILE, 50, 60),
+            (libc::RLIMIT_FSIZE, 2048, 4096),
+        ],
+        "ulimit -n; ulimit -Hn; ulimit -f",
+    );
+    // (busybox counts `ulimit -f` in 512-byte blocks.)
+    assert_eq!(out, "50\n60\n4\n");
+    // ...but a caller with higher limits than packd's does not raise the app's above them.
+    let out = run_with(
+        &env,
+        0,
+        "/",
+        &[(libc::RLIMIT_NOFILE, 5000, 5000)],
+        "ulimit -n; ulimit -Hn",
+    );
+    assert_eq!(out, "900\n1000\n");
+}
+
+#[test]
+fn the_working_directory_is_entered_as_the_caller() {
+    require_root!();
+    let env = Env::new();
+    tools(&env);
+    // /root exists in the base and is root's alone: root gets it, nobody does not (and runs
+    // in / instead).
+    assert_eq!(run_with(&env, 0, "/root", &[], "pwd"), "/root\n");
+    assert_eq!(run_with(&env, 65534, "/root", &[], "pwd"), "/\n");
+}

@@ -6,4 +6,5 @@ pub mod identity;
 pub mod landlock;
 pub mod mounts;
 pub mod net;
+pub mod rlimits;
 pub mod signals;

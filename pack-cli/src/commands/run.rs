@@ -48,6 +48,7 @@ async fn session(client: &Client, args: &RunArgs) -> anyhow::Result<i32> {
         args: args.args.clone(),
         env,
         cwd: std::env::current_dir().unwrap_or_else(|_| "/".into()),
+        rlimits: rlimits(),
     };
     // Listen for signals before the app starts, so none is lost in between.
     let (tx, mut signals) = mpsc::unbounded_channel();
@@ -132,4 +133,38 @@ async fn read_status(pipe: Option<&mut tokio::net::unix::pipe::Receiver>) -> Opt
         Ok(_) => Some(i32::from_le_bytes(buf)),
         Err(_) => None,
     }
+}
+
+/// Our resource limits (`ulimit`), which the app's are lowered to.
+fn rlimits() -> Vec<packd_api::types::Rlimit> {
+    use nix::sys::resource::{Resource, getrlimit};
+    const ALL: [(&str, Resource); 16] = [
+        ("as", Resource::RLIMIT_AS),
+        ("core", Resource::RLIMIT_CORE),
+        ("cpu", Resource::RLIMIT_CPU),
+        ("data", Resource::RLIMIT_DATA),
+        ("fsize", Resource::RLIMIT_FSIZE),
+        ("locks", Resource::RLIMIT_LOCKS),
+        ("memlock", Resource::RLIMIT_MEMLOCK),
+        ("msgqueue", Resource::RLIMIT_MSGQUEUE),
+        ("nice", Resource::RLIMIT_NICE),
+        ("nofile", Resource::RLIMIT_NOFILE),
+        ("nproc", Resource::RLIMIT_NPROC),
+        ("rss", Resource::RLIMIT_RSS),
+        ("rtprio", Resource::RLIMIT_RTPRIO),
+        ("rttime", Resource::RLIMIT_RTTIME),
+        ("sigpending", Resource::RLIMIT_SIGPENDING),
+        ("stack", Resource::RLIMIT_STACK),
+    ];
+    let opt = |v: u64| (v != nix::sys::resource::RLIM_INFINITY).then_some(v);
+    ALL.iter()
+        .filter_map(|(name, r)| {
+            let (soft, hard) = getrlimit(*r).ok()?;
+            Some(packd_api::types::Rlimit {
+                resource: (*name).to_string(),
+                soft: opt(soft),
+                hard: opt(hard),
+            })
+        })
+        .collect()
 }

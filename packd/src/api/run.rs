@@ -53,6 +53,23 @@ pub async fn run(
         .map_err(|e| ApiError::bad_request(format!("invalid run request: {e}")))?;
     let target: AppRef = rr.target.parse()?;
     // The identity is the kernel's, never the request's.
+    let mut rlimits = Vec::with_capacity(rr.rlimits.len());
+    for r in &rr.rlimits {
+        let Some(resource) = confine::steps::rlimits::Resource::from_name(&r.resource) else {
+            return Err(ApiError::bad_request(format!(
+                "unknown resource limit {:?}; known: {}",
+                r.resource,
+                confine::steps::rlimits::Resource::ALL
+                    .map(|r| r.name())
+                    .join(", ")
+            )));
+        };
+        rlimits.push(confine::steps::rlimits::Rlimit {
+            resource,
+            soft: r.soft,
+            hard: r.hard,
+        });
+    }
     let inv = Invocation {
         args: rr.args,
         env: rr.env,
@@ -60,6 +77,7 @@ pub async fn run(
         uid: peer.uid,
         gid: peer.gid,
         groups: peer.groups.clone(),
+        rlimits,
     };
     // The terminal comes with the request (and, optionally, the caller's exit pipe): the app
     // starts while the answer goes out.

@@ -25,6 +25,8 @@ pub struct Invocation {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// The caller's resource limits, which the app's are lowered to.
+    pub rlimits: Vec<confine::steps::rlimits::Rlimit>,
 }
 
 /// Creates `run/packd/tmp/NAME/tmp`, the pack's private `/tmp`: the parent is root-only so no
@@ -217,6 +219,7 @@ pub fn build_spec(
             gid: inv.gid,
             groups: inv.groups.clone(),
             outlive_command: service.outlive_command,
+            rlimits: inv.rlimits.clone(),
         },
         cgroup: ctx.cgroup.clone().map(|dirs| CgroupJoin { dirs }),
         capabilities: g.grants.capabilities.clone(),

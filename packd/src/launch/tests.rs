@@ -73,6 +73,7 @@ fn inv() -> Invocation {
         uid: 0,
         gid: 0,
         groups: vec![],
+        rlimits: vec![],
     }
 }
 

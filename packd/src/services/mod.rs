@@ -159,6 +159,7 @@ pub(crate) fn service_invocation() -> Invocation {
         uid: 0,
         gid: 0,
         groups: Vec::new(),
+        rlimits: Vec::new(),
     }
 }
 
