@@ -14,6 +14,10 @@ use super::names::{
 
 pub(super) type Res<T> = Result<T, String>;
 
+/// Names no pack may take: `system` is the pseudo-pack of the system's slots and settings
+/// (`pack connect a:p system:s`, `pack set system …`).
+pub const RESERVED_PACK_NAMES: &[&str] = &["system"];
+
 /// Top-level keys packd reads.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "name",
@@ -68,6 +72,13 @@ pub(super) fn parse(bytes: &[u8], source: MetaSource) -> Res<PackMeta> {
 
     let name = required_string(&top, "name")?;
     validate_pack_name(&name)?;
+    if RESERVED_PACK_NAMES.contains(&name.as_str()) {
+        return Err(format!(
+            "invalid pack name {}: packd uses it itself (reserved: {}); choose another",
+            show(&name),
+            RESERVED_PACK_NAMES.join(", ")
+        ));
+    }
     let version = match top.get("version") {
         None => return Err(missing("version")),
         Some(Value::String(s)) => s.clone(),

@@ -513,3 +513,11 @@ fn command_executables() {
     assert_eq!(app("/bin/sh -c x"), None);
     assert_eq!(app("$PACK_DATA/run.sh"), None);
 }
+
+#[test]
+fn reserved_pack_names_are_refused() {
+    assert_eq!(
+        err("name: system\nversion: '1'\n"),
+        "meta/pack.yaml: invalid pack name \"system\": packd uses it itself (reserved: system); choose another"
+    );
+}

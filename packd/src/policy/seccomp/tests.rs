@@ -423,6 +423,16 @@ mod enforced {
         syscall(libc::SYS_accept4, -1, NULL, NULL, 0)
     );
     blocked!(x32_abi_call, EPERM, syscall(0x4000_0000 | libc::SYS_getpid));
+    blocked!(
+        personality_without_aslr,
+        EPERM,
+        syscall(libc::SYS_personality, 0x0040000u64)
+    );
+    blocked!(
+        personality_read_implies_exec,
+        EPERM,
+        syscall(libc::SYS_personality, 0x0400000u64)
+    );
 
     /// Runs `$body` (0 for success) in a filtered child and expects success.
     macro_rules! allowed {
@@ -465,6 +475,14 @@ mod enforced {
         }
         if r > 0 {
             libc::waitpid(r as i32, std::ptr::null_mut(), 0);
+            0
+        } else {
+            -1
+        }
+    });
+    allowed!(personality_can_be_queried_and_set_to_linux, {
+        let now = syscall(libc::SYS_personality, 0xffff_ffffu64);
+        if now >= 0 && syscall(libc::SYS_personality, 0u64) >= 0 {
             0
         } else {
             -1
