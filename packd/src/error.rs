@@ -46,6 +46,14 @@ impl Error {
         Error::BadRequest(msg.into())
     }
 
+    /// What only root may see of this error (a hook's output), kept apart from the message.
+    pub fn private_detail(&self) -> Option<String> {
+        match self {
+            Error::Service(e) => e.private_detail(),
+            _ => None,
+        }
+    }
+
     /// The machine-readable kind (and so the HTTP status) of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {

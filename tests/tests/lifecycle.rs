@@ -497,6 +497,16 @@ fn hooks_run_confined_at_their_points_and_a_failing_one_undoes_the_change() {
         err.contains("the post-refresh hook of hk exited with status 3; it said: bad config"),
         "{err}"
     );
+    // Only root reads what the hook said (hook logs are root's): other users see the failure.
+    let mut c = env.cmd();
+    c.args(["changes", "--json"]).current_dir("/");
+    packd_tests::as_nobody(&mut c);
+    let theirs = String::from_utf8(c.output().unwrap().stdout).unwrap();
+    assert!(
+        theirs.contains("the post-refresh hook of hk exited with status 3")
+            && !theirs.contains("bad config"),
+        "{theirs}"
+    );
     let info = json(&env.pack(["info", "hk", "--json"]).ok());
     assert_eq!(info["revision"], "x2");
     eventually("v2 runs again", || {

@@ -27,7 +27,9 @@ pub fn status_word(s: Status) -> String {
     format!("{s:?}")
 }
 
-pub fn change_info(c: &Change) -> ChangeInfo {
+/// What `c` looks like to a reader; only root sees the private detail of its failure (a
+/// hook's output, which hook logs keep from other users).
+pub fn change_info(c: &Change, root: bool) -> ChangeInfo {
     let time = |secs: u64| {
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs))
             .to_string()
@@ -40,7 +42,10 @@ pub fn change_info(c: &Change) -> ChangeInfo {
         ready: c.is_ready() && c.ready_time.is_some(),
         spawn_time: time(c.spawn_time),
         ready_time: c.ready_time.map(time),
-        err: c.err.clone(),
+        err: match (&c.err, &c.err_detail) {
+            (Some(err), Some(detail)) if root => Some(format!("{err}; {detail}")),
+            (err, _) => err.clone(),
+        },
         pack_names: vec![c.plan.pack_name().to_string()],
         tasks: c
             .tasks
@@ -66,7 +71,12 @@ pub struct ListQuery {
 }
 
 /// `GET /v2/changes?select=all|in-progress|ready` (default all).
-pub async fn list(State(d): State<Arc<Api>>, Query(q): Query<ListQuery>) -> ApiResult {
+pub async fn list(
+    State(d): State<Arc<Api>>,
+    axum::Extension(peer): axum::Extension<super::Peer>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
+    let root = peer.is_root();
     let select = q.select.as_deref().unwrap_or("all");
     let keep: fn(&Change) -> bool = match select {
         "all" => |_| true,
@@ -82,7 +92,7 @@ pub async fn list(State(d): State<Arc<Api>>, Query(q): Query<ListQuery>) -> ApiR
         s.changes
             .values()
             .filter(|c| keep(c))
-            .map(change_info)
+            .map(|c| change_info(c, root))
             .collect()
     });
     Ok(sync(infos))
@@ -98,6 +108,7 @@ pub struct GetQuery {
 /// `GET /v2/changes/{id}[?wait=true]`.
 pub async fn get(
     State(d): State<Arc<Api>>,
+    axum::Extension(peer): axum::Extension<super::Peer>,
     Path(id): Path<String>,
     Query(q): Query<GetQuery>,
 ) -> ApiResult<Response> {
@@ -105,7 +116,11 @@ pub async fn get(
         ApiError::bad_request(format!("invalid change id {id:?}; see 'pack changes'"))
     })?;
     let mut updates = d.store.subscribe();
-    let snapshot = || d.store.read(|s| s.changes.get(&id).map(change_info));
+    let root = peer.is_root();
+    let snapshot = || {
+        d.store
+            .read(|s| s.changes.get(&id).map(|c| change_info(c, root)))
+    };
     let mut info = snapshot().ok_or_else(|| not_found(id))?;
     if q.wait && !info.ready {
         let before = info.clone();
@@ -149,7 +164,7 @@ pub async fn action(
     let info = d.store.update(|s| {
         let c = s.changes.get_mut(&id).ok_or_else(|| not_found(id))?;
         c.abort("aborted by root").map_err(Error::bad)?;
-        Ok::<_, Error>(change_info(c))
+        Ok::<_, Error>(change_info(c, true))
     })?;
     tracing::warn!(change = id, "change aborted");
     Ok(sync(info))

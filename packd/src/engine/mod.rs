@@ -358,7 +358,10 @@ fn run_change(inner: &Inner, change_id: u64) -> Result<(), StateError> {
                 change,
                 task_id,
                 mode,
-                result.as_ref().err().map(|e| e.to_string()),
+                result
+                    .as_ref()
+                    .err()
+                    .map(|e| (e.to_string(), e.private_detail())),
             );
             Ok(())
         })?;
@@ -383,7 +386,12 @@ fn run_task(registry: &Registry, mode: Mode, ctx: &TaskCtx<'_>) -> Result<(), Er
 
 /// Records a step's outcome. A failed `do` turns every finished task to `Undo` and every waiting
 /// one to `Hold`; a failed `undo` is logged and undoing goes on.
-fn finish_step(change: &mut Change, task_id: u64, mode: Mode, error: Option<String>) {
+fn finish_step(
+    change: &mut Change,
+    task_id: u64,
+    mode: Mode,
+    error: Option<(String, Option<String>)>,
+) {
     let Some(idx) = change.tasks.iter().position(|t| t.id == task_id) else {
         return;
     };
@@ -393,12 +401,13 @@ fn finish_step(change: &mut Change, task_id: u64, mode: Mode, error: Option<Stri
         (Mode::Do, None) if change.err.is_some() => change.tasks[idx].status = Status::Undo,
         (Mode::Do, None) => change.tasks[idx].status = Status::Done,
         (Mode::Undo, None) => change.tasks[idx].status = Status::Undone,
-        (Mode::Do, Some(err)) => {
-            tracing::warn!(change = change.id, task = task_id, error = %err, "task failed; undoing the change");
+        (Mode::Do, Some((err, detail))) => {
+            tracing::warn!(change = change.id, task = task_id, error = %err, detail = detail.as_deref().unwrap_or(""), "task failed; undoing the change");
             let task = &mut change.tasks[idx];
             task.status = Status::Error;
             task.log.push(format!("{stamp} ERROR {err}"));
             change.err = Some(err);
+            change.err_detail = detail;
             for t in &mut change.tasks {
                 t.status = match t.status {
                     Status::Done => Status::Undo,
@@ -407,7 +416,7 @@ fn finish_step(change: &mut Change, task_id: u64, mode: Mode, error: Option<Stri
                 };
             }
         }
-        (Mode::Undo, Some(err)) => {
+        (Mode::Undo, Some((err, _))) => {
             tracing::error!(change = change.id, task = task_id, error = %err, "undo failed");
             let task = &mut change.tasks[idx];
             task.status = Status::Error;

@@ -43,7 +43,9 @@ pub enum ServiceError {
         pack: String,
         error: Box<LaunchError>,
     },
-    #[error("the {hook} hook of {pack} {ended}{}", if said.is_empty() { String::new() } else { format!("; it said: {said}") })]
+    /// What the hook printed (`said`) is not in the message, which every user may read in the
+    /// change: it is the change's private detail, for root ([`ServiceError::private_detail`]).
+    #[error("the {hook} hook of {pack} {ended}")]
     HookFailed {
         hook: String,
         pack: String,
@@ -68,6 +70,16 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// What only root may see of this error: a failed hook's last lines of output.
+    pub fn private_detail(&self) -> Option<String> {
+        match self {
+            ServiceError::HookFailed { said, .. } if !said.is_empty() => {
+                Some(format!("it said: {said}"))
+            }
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         use ServiceError::*;
         match self {

@@ -257,6 +257,9 @@ pub struct Change {
     /// The failure that made the change undo itself, once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub err: Option<String>,
+    /// What only root may read of that failure (a hook's output; hook logs are root's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub err_detail: Option<String>,
 }
 
 impl Change {
@@ -353,6 +356,7 @@ mod tests {
                 })
                 .collect(),
             err: None,
+            err_detail: None,
         }
     }
 

@@ -233,6 +233,7 @@ impl State {
                 plan,
                 tasks,
                 err: None,
+                err_detail: None,
             },
         );
         id
