@@ -568,3 +568,34 @@ fn a_failing_refresh_killed_at_every_undo_boundary_still_ends_as_before() {
         }
     }
 }
+
+#[test]
+fn a_first_install_that_fails_and_is_undone_leaves_no_directories() {
+    require_root!();
+    let env = Env::new();
+    env.install_base();
+    // Its install hook runs (making the hook's data directories and the pack's /tmp), then
+    // fails: the whole install is undone.
+    let v1 = build_hooks(
+        &env,
+        1,
+        &[("install", "echo hi > $PACK_USER_DATA/x\nexit 1")],
+    );
+    let err = env
+        .pack([
+            OsStr::new("install"),
+            v1.as_os_str(),
+            OsStr::new("--dangerous"),
+        ])
+        .fails(1);
+    assert!(
+        err.contains("the install hook of hk exited with status 1"),
+        "{err}"
+    );
+    for left in ["var/pack/hk", "run/packd/tmp/hk"] {
+        assert!(
+            !env.root.join(left).exists(),
+            "{left} is left after the undone install"
+        );
+    }
+}

@@ -21,6 +21,11 @@ type Result<T> = std::result::Result<T, PackError>;
 pub(super) struct CopyRecord {
     /// `common` did not exist before this change (undo removes only what it made).
     pub created_common: Option<bool>,
+    /// The pack's data root (`var/pack/NAME`) and private `/tmp` did not exist before this
+    /// change (a first install): undo removes them whole, with what launches made in them
+    /// (the callers' data directories of its hooks).
+    #[serde(default)]
+    pub created_root: Option<bool>,
     /// The copies of a refresh: (from, to, whether `to` was there before).
     pub copies: Option<Vec<(PathBuf, PathBuf, bool)>>,
 }
@@ -139,6 +144,12 @@ impl PackManager {
         }
         let common = self.paths.common_dir(p.name);
         let mut rec: CopyRecord = ctx.data();
+        let root = self.paths.data_root(p.name);
+        ctx.once(
+            &mut rec,
+            |r| &mut r.created_root,
+            || Ok::<_, PackError>(!root.exists()),
+        )?;
         // Remember whether `common` predates us: undo removes only what this change made.
         ctx.once(
             &mut rec,
@@ -205,6 +216,11 @@ impl PackManager {
             fsutil::remove_tree_if_exists(&common).ctx("remove", &common)?;
         }
         let root = self.paths.data_root(p.name);
+        if rec.created_root == Some(true) {
+            fsutil::remove_tree_if_exists(&root).ctx("remove", &root)?;
+            let tmp = self.paths.private_tmp(p.name);
+            return Ok(fsutil::remove_tree_if_exists(&tmp).ctx("remove", &tmp)?);
+        }
         Ok(fsutil::remove_dir_if_empty(&root).ctx("remove", &root)?)
     }
 
