@@ -12,10 +12,12 @@ mod mounts;
 pub mod probe;
 mod run;
 pub mod systemd;
+mod util;
 
 pub use mounts::mounts_under;
 use mounts::unmount_under;
 pub use run::Run;
+pub use util::{cpu_ticks, eventually};
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

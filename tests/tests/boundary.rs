@@ -6,15 +6,7 @@ use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use packd_tests::{Env, require_root};
-
-/// CPU time (user + system, in clock ticks) `pid` has used so far.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = stat.rsplit_once(')').unwrap().1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
+use packd_tests::{Env, cpu_ticks, require_root};
 
 /// A process of uid 65534 holding `n` idle connections to `socket`; killed (by pid) and
 /// reaped when dropped.

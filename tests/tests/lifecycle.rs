@@ -4,9 +4,9 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use packd_tests::{Env, require_root, write_pack_dir};
+use packd_tests::{Env, eventually, require_root, write_pack_dir};
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
@@ -60,15 +60,6 @@ fn service_state(env: &Env) -> String {
 
 fn history(env: &Env, rev: &str) -> String {
     fs::read_to_string(env.root.join(format!("var/pack/app/{rev}/history"))).unwrap_or_default()
-}
-
-#[track_caller]
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// One consistent revision: `current` with its service up running its own code, every

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use packd_tests::{DaemonStderr, Env, require_root, write_pack_dir};
+use packd_tests::{DaemonStderr, Env, eventually, require_root, write_pack_dir};
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
@@ -26,15 +26,6 @@ fn service(env: &Env) -> (String, Option<i64>) {
         .unwrap_or_else(|| panic!("talk is not listed: {list}"))
         .clone();
     (s["active"].as_str().unwrap().to_string(), s["pid"].as_i64())
-}
-
-#[track_caller]
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A chatty service (a line every 10 ms) and an app.

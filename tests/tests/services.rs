@@ -6,7 +6,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use packd_tests::{Env, require_root, write_pack_dir};
+use packd_tests::{Env, eventually, require_root, write_pack_dir};
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
@@ -45,16 +45,6 @@ fn state(env: &Env, service: &str) -> String {
         .find(|(s, _, _)| s == service)
         .map(|(_, _, a)| a)
         .unwrap_or_else(|| panic!("{service} is not listed"))
-}
-
-/// Waits (up to 15 s) until `what` holds.
-#[track_caller]
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn logs(env: &Env, name: &str) -> String {

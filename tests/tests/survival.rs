@@ -10,7 +10,7 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use packd_tests::{Env, Supervisor, write_pack_dir};
+use packd_tests::{Env, Supervisor, cpu_ticks, eventually, write_pack_dir};
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
@@ -33,15 +33,6 @@ fn service(env: &Env, service: &str) -> (String, Option<i64>) {
         .unwrap_or_else(|| panic!("{service} is not listed: {list}"))
         .clone();
     (s["active"].as_str().unwrap().to_string(), s["pid"].as_i64())
-}
-
-#[track_caller]
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn install(env: &Env, name: &str, apps: &str, files: &[(&str, &str)]) {
@@ -190,16 +181,6 @@ fn services_that_died_while_packd_was_down_follow_their_restart_condition(sup: S
         text.contains("found ended (status 137) while packd was away"),
         "{text}"
     );
-}
-
-/// CPU time (user + system, in clock ticks) packd has used so far.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the command (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').unwrap().1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 fn a_crash_loop_ends_failed_and_leaves_packd_idle(sup: Supervisor) {
