@@ -33,6 +33,8 @@ pub enum ErrorKind {
     SandboxFailed,
     /// A service or hook did not do what was asked (start, stop, pass its health check).
     ServiceFailed,
+    /// The caller holds as much as one user may (sandboxes running at once).
+    LimitReached,
     InternalError,
     /// A kind this client does not know (from a newer packd).
     #[serde(other)]
@@ -53,6 +55,7 @@ impl ErrorKind {
             | ErrorKind::ConnectionNotFound
             | ErrorKind::NotFound => 404,
             ErrorKind::ChangeConflict => 409,
+            ErrorKind::LimitReached => 429,
             ErrorKind::SandboxFailed
             | ErrorKind::ServiceFailed
             | ErrorKind::InternalError
@@ -78,6 +81,7 @@ impl ErrorKind {
             ErrorKind::ConfinementUnavailable => "confinement-unavailable",
             ErrorKind::SandboxFailed => "sandbox-failed",
             ErrorKind::ServiceFailed => "service-failed",
+            ErrorKind::LimitReached => "limit-reached",
             ErrorKind::InternalError => "internal-error",
             ErrorKind::Other => "other",
         }
@@ -112,6 +116,7 @@ mod tests {
             ErrorKind::PackNotFound,
             ErrorKind::ChangeConflict,
             ErrorKind::ConfinementUnavailable,
+            ErrorKind::LimitReached,
         ] {
             assert_eq!(
                 serde_json::to_value(kind).unwrap(),

@@ -95,6 +95,18 @@ impl Daemon {
             0o644,
         )
         .with_context(|| format!("cannot write {}", parent_file.display()))?;
+        // All of this daemon's sandboxes and monitors together stay below a task limit (on
+        // their parent cgroup), so that users within their shares cannot use up the host's
+        // pids either.
+        if cgroups.layout().is_ok() {
+            let total = confine::cgroup::Limits {
+                tasks: Some(crate::launch::quota::TOTAL_TASKS),
+                ..Default::default()
+            };
+            if let Err(e) = cgroups.create(&cgroup_parent, &total) {
+                tracing::warn!(error = %e, "cannot limit the tasks of all sandboxes together");
+            }
+        }
         if let Err(e) = crate::services::logs::secure(paths.root()) {
             tracing::warn!(error = %e, "cannot make the service logs root's alone");
         }

@@ -326,3 +326,53 @@ fn the_working_directory_is_entered_as_the_caller() {
     assert_eq!(run_with(&env, 0, "/root", &[], "pwd"), "/root\n");
     assert_eq!(run_with(&env, 65534, "/root", &[], "pwd"), "/\n");
 }
+
+#[test]
+fn a_user_runs_at_most_32_sandboxes_at_once_and_all_stay_below_one_task_limit() {
+    require_root!();
+    let env = Env::new();
+    tools(&env);
+    let start = |script: &str| {
+        let mut c = env.cmd();
+        c.args(["run", "tools.sh", "-c", script])
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        packd_tests::as_nobody(&mut c);
+        c.spawn().unwrap()
+    };
+    struct Killed(Vec<std::process::Child>);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let running = Killed((0..32).map(|_| start("sleep 300")).collect());
+    packd_tests::eventually("32 sandboxes run", || {
+        env.processes("sleep 300").len() == 32
+    });
+    let over = start("true").wait_with_output().unwrap();
+    assert!(!over.status.success());
+    let err = String::from_utf8_lossy(&over.stderr);
+    assert!(
+        err.contains("user 65534 runs 32 sandboxes already, as many as one user may at once"),
+        "{err}"
+    );
+    // Root is not counted, and an ended sandbox gives its place back.
+    assert_eq!(run_with(&env, 0, "/", &[], "echo root"), "root\n");
+    drop(running);
+    packd_tests::eventually("they are gone", || env.processes("sleep 300").is_empty());
+    assert_eq!(run_with(&env, 65534, "/", &[], "echo again"), "again\n");
+    // And all of them together, whoever runs them, stay below one task limit.
+    let limits: Vec<String> = env
+        .cgroups()
+        .iter()
+        .filter_map(|d| fs::read_to_string(d.join("pids.max")).ok())
+        .map(|s| s.trim().to_string())
+        .collect();
+    assert_eq!(limits, ["16384"], "the pids limit of the daemon's cgroup");
+}

@@ -67,6 +67,15 @@ pub enum LaunchError {
     /// The sandbox helper itself failed.
     #[error("{0}")]
     Helper(String),
+    #[error(
+        "cannot run {target}: user {uid} runs {limit} sandboxes already, as many as one user \
+         may at once; end one of them first"
+    )]
+    TooManySandboxes {
+        target: String,
+        uid: u32,
+        limit: usize,
+    },
     #[error(transparent)]
     Connection(Box<crate::connections::ConnectionError>),
     #[error(transparent)]
@@ -84,6 +93,7 @@ impl LaunchError {
                 ErrorKind::BadRequest
             }
             ForkingNeedsPidNamespace { .. } => ErrorKind::BadRequest,
+            TooManySandboxes { .. } => ErrorKind::LimitReached,
             Strict { .. } | Cgroup { .. } => ErrorKind::ConfinementUnavailable,
             Sandbox { .. } | Helper(_) | Network { .. } => ErrorKind::SandboxFailed,
             NoBaseDeclared(_) | NoHook { .. } | EmptyCommand { .. } | MissingProfile { .. } => {

@@ -141,6 +141,19 @@ impl Prepared {
     /// not found), with nothing left behind.
     pub async fn start(mut self, l: &Arc<Launcher>, stdio: Stdio3) -> Result<Running> {
         let r = &self.resolved;
+        // A user's sandboxes count against their share (root's, and packd's own, do not).
+        let held = match self.inv.uid {
+            0 => None,
+            uid => Some(
+                l.per_user
+                    .take(uid)
+                    .ok_or_else(|| LaunchError::TooManySandboxes {
+                        target: r.label(),
+                        uid,
+                        limit: super::quota::PER_USER,
+                    })?,
+            ),
+        };
         // The pack's API socket, when its connections give one: before any cgroup exists, so
         // a failure here leaves nothing to take down.
         if let Some(access) = self.ctx.granted.grants.socket {
@@ -212,6 +225,7 @@ impl Prepared {
             registered,
             label: format!("{}.{}", r.name, r.app),
             report: Report::default(),
+            _held: held,
         };
         let spec = match super::build_spec(&l.paths, r, &self.inv, &self.ctx) {
             Ok(spec) => spec,
@@ -257,6 +271,8 @@ pub struct Running {
     pub label: String,
     /// What the layers reported on the way.
     pub report: Report,
+    /// Its place in its user's share, given back when it is dropped.
+    _held: Option<super::quota::Held>,
 }
 
 impl Running {

@@ -19,6 +19,7 @@ pub mod granted;
 pub mod instance;
 mod mounts;
 pub mod networks;
+pub mod quota;
 pub mod registry;
 pub mod resolve;
 pub mod service;
@@ -71,6 +72,8 @@ pub struct Launcher {
     /// Why the kernel refused the last strict app's Landlock ruleset, until one is taken
     /// whole again (the kernel may report Landlock and still not enforce a ruleset).
     landlock_refused: std::sync::Mutex<Option<String>>,
+    /// The sandboxes each user runs (`pack run`), against [`quota::PER_USER`].
+    per_user: quota::UserSandboxes,
 }
 
 /// What the launcher is built from.
@@ -112,6 +115,7 @@ impl Launcher {
             sockets: OnceLock::new(),
             launches: AtomicU64::new(0),
             landlock_refused: std::sync::Mutex::new(None),
+            per_user: quota::UserSandboxes::default(),
         }))
     }
 
