@@ -185,6 +185,14 @@ impl Queue {
     }
 
     fn stop(&self) {
+        // Under the queue's lock: the worker checks `stopping` and goes to sleep under it, so
+        // the flag cannot be set (and the wake-up sent) between its check and its wait, which
+        // would leave it asleep for ever.
+        let _q = self
+            .inner
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.wake.notify_all();
     }
