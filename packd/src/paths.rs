@@ -110,9 +110,9 @@ impl Paths {
         self.root.join("run/packd")
     }
 
-    /// `run/packd/tmp/NAME`: root-owned 0700; its `tmp` child (1777) is the pack's `/tmp`.
-    pub fn private_tmp(&self, name: &str) -> PathBuf {
-        self.run_dir().join("tmp").join(name)
+    /// `run/packd/tmp`: the packs' `/tmp`s, `NAME/UID` (see `launch::tmp`).
+    pub fn private_tmps(&self) -> PathBuf {
+        self.run_dir().join("tmp")
     }
 
     /// `run/packd/cgroup-parent`: where this daemon's sandbox cgroups live (relative to each

@@ -376,3 +376,106 @@ fn a_user_runs_at_most_32_sandboxes_at_once_and_all_stay_below_one_task_limit() 
         .collect();
     assert_eq!(limits, ["16384"], "the pids limit of the daemon's cgroup");
 }
+
+/// A pack of two shells: `sh` asks for a 64M `/tmp`, `lean` may use 24M of memory.
+fn tmp_pack(env: &Env) {
+    env.install_base();
+    let dir = packd_tests::write_pack_dir(
+        env.dir.path(),
+        "tmpy",
+        "name: tmpy\nversion: '1'\nbase: busybox\napps:\n  sh:\n    command: /bin/sh\n    \
+         limits: {tmp: 64M}\n  lean:\n    command: /bin/sh\n    limits: {memory: 24M}\n",
+        &[],
+    );
+    env.install(&env.build(&dir));
+}
+
+#[test]
+fn a_packs_tmp_is_a_tmpfs_of_the_size_its_apps_ask_for_counted_against_the_writer() {
+    require_root!();
+    let env = Env::new();
+    tmp_pack(&env);
+    let sh = |app: &str, script: &str| env.pack(["run", &format!("tmpy.{app}"), "-c", script]);
+    // In memory, not on the host's disk, and of the size the pack asked for.
+    assert_eq!(
+        sh(
+            "sh",
+            "stat -f -c %T /tmp; df -k /tmp | tail -1 | awk '{print $2}'"
+        )
+        .ok(),
+        "tmpfs\n65536\n"
+    );
+    // Full means full: a write past its size fails, and nothing else fills up.
+    let full = "dd if=/dev/zero of=/tmp/big bs=1M count=70 2>/dev/null; echo $?; wc -c </tmp/big";
+    assert_eq!(sh("sh", full).ok(), format!("1\n{}\n", 64 << 20));
+    sh("sh", "rm /tmp/big").ok();
+    // What an app keeps in /tmp is its memory: 40M does not fit in 24M (the kernel's OOM
+    // killer ends the writer, or the whole app).
+    let kept = sh(
+        "lean",
+        "dd if=/dev/zero of=/tmp/big bs=1M count=40 2>/dev/null; echo $?",
+    );
+    assert!(
+        kept.code == 137 || kept.stdout == "137\n",
+        "40M in /tmp fitted in a 24M memory limit: {kept:?}"
+    );
+    let size = sh("sh", "wc -c < /tmp/big; rm /tmp/big").ok();
+    assert!(size.trim().parse::<u64>().unwrap() < 24 << 20, "{size}");
+}
+
+#[test]
+fn each_user_has_their_own_tmp_of_a_pack_gone_after_their_last_app() {
+    require_root!();
+    let env = Env::new();
+    tmp_pack(&env);
+    let as_user = |uid: u32, script: &str| run_as(&env, uid, script);
+    let mount = |uid: u32| env.root.join(format!("run/packd/tmp/tmpy/{uid}"));
+    let mounted = |uid: u32| packd_tests::mounts_under(&mount(uid)).contains(&mount(uid));
+    // Root's /tmp (its services', its hooks') is not a user's, nor the other way round: no
+    // symlink planted in one catches the other, whatever fs.protected_symlinks says.
+    as_user(
+        0,
+        "echo root > /tmp/r && ln -s /var/pack/tmpy/1/secret /tmp/trap",
+    )
+    .ok();
+    assert_eq!(as_user(65534, "ls -A /tmp").ok(), "");
+    // The user's runs share theirs while one of them runs.
+    let mut first = {
+        let mut c = env.cmd();
+        c.args(["run", "tmpy.sh", "-c", "echo mine > /tmp/m; sleep 3"]);
+        packd_tests::as_nobody(&mut c).spawn().unwrap()
+    };
+    packd_tests::eventually("nobody's first app wrote its file", || {
+        mount(65534).join("m").exists()
+    });
+    assert_eq!(as_user(65534, "cat /tmp/m").ok(), "mine\n");
+    assert_eq!(as_user(0, "ls -A /tmp | tr '\\n' ' '").ok(), "r trap ");
+    assert!(first.wait().unwrap().success());
+    // Once their last app is gone, so is their /tmp; root's stays.
+    packd_tests::eventually("nobody's /tmp is unmounted", || !mounted(65534));
+    assert_eq!(as_user(65534, "ls -A /tmp").ok(), "");
+    assert_eq!(as_user(0, "cat /tmp/r").ok(), "root\n");
+    assert!(mounted(0));
+    // Removing the pack unmounts every /tmp of it.
+    env.pack(["remove", "tmpy"]).ok();
+    assert_eq!(
+        packd_tests::mounts_under(&env.root.join("run/packd/tmp")),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert!(!env.root.join("run/packd/tmp/tmpy").exists());
+}
+
+/// `pack run tmpy.sh -c SCRIPT` as `uid` (0 or 65534).
+fn run_as(env: &Env, uid: u32, script: &str) -> packd_tests::Run {
+    let mut c = env.cmd();
+    c.args(["run", "tmpy.sh", "-c", script]).current_dir("/");
+    if uid != 0 {
+        packd_tests::as_nobody(&mut c);
+    }
+    let o = c.output().unwrap();
+    packd_tests::Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}

@@ -2,6 +2,8 @@
 //! `pack run`'s apps, hooks and `stop-command`s. (A service's sandbox is run by its monitor
 //! instead; see [`super::service`].) Everything a launch needs from the host is checked and
 //! prepared first ([`Launcher::prepare`]), then [`Prepared::start`] builds the sandbox.
+//! A prepared launch, then the running app, holds its user's `/tmp` of the pack (see
+//! [`super::tmp`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,7 +28,8 @@ type Result<T> = std::result::Result<T, LaunchError>;
 
 impl Launcher {
     /// Resolves the app and refuses, with a message naming it, a strict app whose required
-    /// layer this kernel lacks; prepares the private /tmp and the caller's data directories.
+    /// layer this kernel lacks; mounts the pack's /tmp for the caller and makes the caller's
+    /// data directories.
     pub fn prepare(&self, target: &AppRef, inv: Invocation) -> Result<Prepared> {
         self.strict(self.prepare_unchecked(target, inv)?)
     }
@@ -86,9 +89,11 @@ impl Launcher {
                 path: seccomp,
             });
         }
-        let private_tmp = super::spec::prepare_private_tmp(&self.paths, &resolved.name)?;
+        let size = super::tmp::size_of(&resolved.meta);
+        let (private_tmp, tmp) = self.tmps.acquire(&resolved.name, inv.uid, size)?;
         super::spec::prepare_user_dirs(&self.paths, &resolved, inv.uid, inv.gid)?;
         Ok(Prepared {
+            tmp,
             ctx: Context {
                 private_tmp,
                 hostname: self.hostname.clone(),
@@ -118,6 +123,8 @@ pub struct Prepared {
     pub resolved: Resolved,
     pub inv: Invocation,
     pub(super) ctx: Context,
+    /// Its use of the pack's `/tmp` for this user, passed on to the running app.
+    tmp: super::tmp::TmpHold,
 }
 
 impl Prepared {
@@ -226,6 +233,7 @@ impl Prepared {
             label: format!("{}.{}", r.name, r.app),
             report: Report::default(),
             _held: held,
+            _tmp: self.tmp,
         };
         let spec = match super::build_spec(&l.paths, r, &self.inv, &self.ctx) {
             Ok(spec) => spec,
@@ -273,6 +281,8 @@ pub struct Running {
     pub report: Report,
     /// Its place in its user's share, given back when it is dropped.
     _held: Option<super::quota::Held>,
+    /// Its use of its user's `/tmp` of the pack (unmounted after the last).
+    _tmp: super::tmp::TmpHold,
 }
 
 impl Running {
@@ -427,6 +437,7 @@ async fn spawn(
     // A slot copies the template of this file system when there is one, or builds it and
     // sends it back for the next launches.
     let key = MountTemplates::key(&spec);
+    let bound: Vec<PathBuf> = super::templates::sources(&spec).collect();
     let template_ns = key.as_deref().and_then(|k| l.templates.get(k));
     let template = match (&template_ns, &key) {
         (Some(_), _) => Template::Join,
@@ -476,7 +487,7 @@ async fn spawn(
                 && let (Some(key), Some(sock)) = (key, slot_sock)
                 && let Some(ns) = super::zygote::take_template(&sock)
             {
-                l.templates.insert(key, ns);
+                l.templates.insert(key, ns, bound);
             }
             Ok((started, exit_pipe, report))
         }

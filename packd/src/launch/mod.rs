@@ -8,7 +8,8 @@
 //! - [`service`]: a service's sandbox, for its monitor to run (see `crate::services`);
 //! - the machinery that makes launches fast: the zygote ([`zygote`]), spare sandboxes
 //!   ([`spares`]), mount templates ([`templates`]), and each pack's network namespace
-//!   ([`networks`]), plus the registry of running sandboxes ([`registry`]).
+//!   ([`networks`]), plus the registry of running sandboxes ([`registry`]);
+//! - each pack's `/tmp`, a tmpfs per pack and user ([`tmp`]).
 //!
 //! Cgroups go through the system boundary ([`crate::system::Cgroups`]). The API sockets
 //! bound into sandboxes are made by the API, through [`ApiSockets`], which the daemon wires in.
@@ -26,6 +27,7 @@ pub mod service;
 pub mod spares;
 pub mod spec;
 pub mod templates;
+pub mod tmp;
 pub mod zygote;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +76,8 @@ pub struct Launcher {
     landlock_refused: std::sync::Mutex<Option<String>>,
     /// The sandboxes each user runs (`pack run`), against [`quota::PER_USER`].
     per_user: quota::UserSandboxes,
+    /// Each pack's `/tmp`, per user.
+    pub tmps: tmp::PrivateTmps,
 }
 
 /// What the launcher is built from.
@@ -100,6 +104,9 @@ impl Launcher {
         let hostname = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into());
+        let templates = Arc::new(templates::MountTemplates::default());
+        let tmps = tmp::PrivateTmps::new(p.paths.private_tmps(), templates.clone());
+        tmps.sweep();
         Ok(Arc::new(Launcher {
             paths: p.paths,
             store: p.store,
@@ -109,13 +116,14 @@ impl Launcher {
             hostname,
             zygote,
             spares: spares::Spares::default(),
-            templates: Arc::new(templates::MountTemplates::default()),
+            templates,
             networks: p.networks,
             sandboxes: registry::Sandboxes::default(),
             sockets: OnceLock::new(),
             launches: AtomicU64::new(0),
             landlock_refused: std::sync::Mutex::new(None),
             per_user: quota::UserSandboxes::default(),
+            tmps,
         }))
     }
 
@@ -285,3 +293,6 @@ impl Launcher {
         .await;
     }
 }
+
+#[cfg(test)]
+mod tests;

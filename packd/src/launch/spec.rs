@@ -29,16 +29,6 @@ pub struct Invocation {
     pub rlimits: Vec<confine::steps::rlimits::Rlimit>,
 }
 
-/// Creates `run/packd/tmp/NAME/tmp`, the pack's private `/tmp`: the parent is root-only so no
-/// one can plant or swap it (snap-confine's CVE-2021-44731 lesson), the child is 1777.
-pub fn prepare_private_tmp(paths: &Paths, name: &str) -> Result<PathBuf> {
-    let parent = paths.private_tmp(name);
-    fsutil::ensure_dir(&parent, 0o700).ctx("create", &parent)?;
-    let tmp = parent.join("tmp");
-    fsutil::ensure_dir(&tmp, 0o1777).ctx("create", &tmp)?;
-    Ok(tmp)
-}
-
 /// The per-user data directories (`PACK_USER_DATA`, `PACK_USER_COMMON`) of `uid`: pairs of
 /// (path inside the sandbox, path on the host). They live under the pack's data, not in the
 /// user's home (no `~/snap` clutter: snapd's LP #1575053), one private directory per user.

@@ -1,12 +1,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use confine::MountOp;
-use packfmt::PackType;
-use packfmt::meta::MetaSource;
+use confine::{MountOp, SandboxSpec};
+use packfmt::meta::{MetaSource, PackMeta};
+use packfmt::{PackType, Revision};
 
 use super::*;
-use crate::state::{PackState, RevisionState};
+use crate::state::{PackState, RevisionState, State};
 
 fn install(state: &mut State, yaml: &str, source: MetaSource, rev: Revision) {
     let meta = PackMeta::from_yaml(yaml.as_bytes(), source).unwrap();
@@ -353,4 +353,35 @@ fn shared_mounts_hold_nothing_of_a_launch() {
     };
     let theirs = build_spec(&Paths::new("/r"), &resolved, &other, &context()).unwrap();
     assert_ne!(theirs.mounts, spec.mounts);
+}
+
+#[test]
+fn a_packs_tmp_is_as_large_as_its_hungriest_app_asks_in_whole_pages() {
+    let meta = |apps: &str| {
+        let yaml = format!("name: tt\nversion: '1'\nbase: busybox\napps:\n{apps}");
+        PackMeta::from_yaml(yaml.as_bytes(), MetaSource::PackYaml).unwrap()
+    };
+    let a = "  a:\n    command: bin/a\n";
+    assert_eq!(tmp::size_of(&meta(a)), tmp::DEFAULT_SIZE);
+    let sized = format!(
+        "{a}    limits: {{tmp: 1500000}}\n  b:\n    command: bin/b\n    limits: {{tmp: 2M}}\n"
+    );
+    assert_eq!(tmp::size_of(&meta(&sized)), 2 << 20);
+    let odd = format!("{a}    limits: {{tmp: 3000001}}\n");
+    assert_eq!(
+        tmp::size_of(&meta(&odd)),
+        3_002_368,
+        "rounded up to 4 KiB pages"
+    );
+}
+
+#[test]
+fn templates_bound_from_a_path_are_forgotten_with_it() {
+    let t = templates::MountTemplates::default();
+    let fd = || std::fs::File::open("/dev/null").unwrap().into();
+    t.insert(b"a".to_vec(), fd(), vec!["/r/run/packd/tmp/p/1000".into()]);
+    t.insert(b"b".to_vec(), fd(), vec!["/r/run/packd/tmp/p/0".into()]);
+    t.forget_using(Path::new("/r/run/packd/tmp/p/1000"));
+    assert!(t.get(b"a").is_none());
+    assert!(t.get(b"b").is_some());
 }

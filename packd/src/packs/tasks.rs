@@ -218,8 +218,10 @@ impl PackManager {
         let root = self.paths.data_root(p.name);
         if rec.created_root == Some(true) {
             fsutil::remove_tree_if_exists(&root).ctx("remove", &root)?;
-            let tmp = self.paths.private_tmp(p.name);
-            return Ok(fsutil::remove_tree_if_exists(&tmp).ctx("remove", &tmp)?);
+            return Ok(crate::launch::tmp::remove_all(
+                &self.paths.private_tmps(),
+                p.name,
+            )?);
         }
         Ok(fsutil::remove_dir_if_empty(&root).ctx("remove", &root)?)
     }
@@ -403,8 +405,7 @@ impl PackManager {
         let (name, _) = remove_plan(&ctx.plan)?;
         let data = self.paths.data_root(name);
         fsutil::remove_tree_if_exists(&data).ctx("remove", &data)?;
-        let tmp = self.paths.private_tmp(name);
-        fsutil::remove_tree_if_exists(&tmp).ctx("remove", &tmp)?;
+        crate::launch::tmp::remove_all(&self.paths.private_tmps(), name)?;
         if matches!(ctx.plan, Plan::Remove { purge: true, .. }) {
             crate::services::logs::remove_all(self.paths.root(), name).ctx(
                 "remove the logs of",

@@ -233,22 +233,32 @@ fn parse_limits(v: Option<&Value>, what: &str) -> Res<Limits> {
     check_keys(
         map,
         &format!("{what}: limits: "),
-        &["memory", "tasks", "cpu-weight"],
+        &["memory", "tasks", "cpu-weight", "tmp"],
         &[],
     )?;
-    if let Some(m) = map.get("memory") {
-        let text = match m {
-            Value::Number(n) if n.is_u64() => n.to_string(),
-            other => as_string(other, &format!("{what}: limits: memory"))?,
+    let size = |key: &str, min: u64, why: &str| -> Res<Option<u64>> {
+        let Some(v) = map.get(key) else {
+            return Ok(None);
         };
-        let bytes = parse_size(&text).map_err(|e| format!("{what}: limits: memory: {e}"))?;
-        if bytes < 4 << 20 {
+        let text = match v {
+            Value::Number(n) if n.is_u64() => n.to_string(),
+            other => as_string(other, &format!("{what}: limits: {key}"))?,
+        };
+        let bytes = parse_size(&text).map_err(|e| format!("{what}: limits: {key}: {e}"))?;
+        if bytes < min {
             return Err(format!(
-                "{what}: limits: memory must be at least 4M (the sandbox itself needs a few megabytes)"
+                "{what}: limits: {key} must be at least {}M ({why})",
+                min >> 20
             ));
         }
-        limits.memory = Some(bytes);
-    }
+        Ok(Some(bytes))
+    };
+    limits.memory = size(
+        "memory",
+        4 << 20,
+        "the sandbox itself needs a few megabytes",
+    )?;
+    limits.tmp = size("tmp", 1 << 20, "the size of the pack's /tmp")?;
     let number = |key: &str, min: u64, max: u64| -> Res<Option<u32>> {
         match map.get(key) {
             None => Ok(None),

@@ -138,6 +138,10 @@ pub struct Limits {
     /// Relative CPU weight, 1–10000 (cgroup v2 `cpu.weight`; 100 is the default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_weight: Option<u32>,
+    /// Size in bytes of the pack's `/tmp` (a tmpfs per pack and user, shared by the pack's
+    /// apps: it gets the largest size any of them asks for).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tmp: Option<u64>,
 }
 
 /// One app: a command that runs confined, on demand or as a service.

@@ -180,7 +180,7 @@ fn service_only_keys_need_a_daemon() {
 #[test]
 fn service_fields_parse() {
     let yaml = format!(
-        "{HELLO}    daemon: notify\n    restart-condition: always\n    restart-delay: 500ms\n    stop-timeout: 1m30s\n    stop-command: bin/stop\n    limits: {{memory: 64M, tasks: 512, cpu-weight: 50}}\n"
+        "{HELLO}    daemon: notify\n    restart-condition: always\n    restart-delay: 500ms\n    stop-timeout: 1m30s\n    stop-command: bin/stop\n    limits: {{memory: 64M, tasks: 512, cpu-weight: 50, tmp: 256M}}\n"
     );
     let m = parse(&yaml).unwrap();
     let app = &m.apps["hello"];
@@ -194,7 +194,8 @@ fn service_fields_parse() {
         Limits {
             memory: Some(64 << 20),
             tasks: Some(512),
-            cpu_weight: Some(50)
+            cpu_weight: Some(50),
+            tmp: Some(256 << 20),
         }
     );
     assert_eq!(m.services().count(), 1);
@@ -227,6 +228,14 @@ fn limits_rules() {
     assert_eq!(
         err(&with_app("limits: {cpu-weight: 0}")),
         "meta/pack.yaml: app \"hello\": limits: cpu-weight must be a whole number from 1 to 10000"
+    );
+    assert_eq!(
+        err(&with_app("limits: {tmp: 512K}")),
+        "meta/pack.yaml: app \"hello\": limits: tmp must be at least 1M (the size of the pack's /tmp)"
+    );
+    assert_eq!(
+        err(&with_app("limits: {tmp: big}")),
+        "meta/pack.yaml: app \"hello\": limits: tmp: invalid size \"big\": write a whole number of bytes with an optional K, M, G or T suffix, such as 64M"
     );
     assert_eq!(
         err(&with_app("limits: {disk: 1G}")),
