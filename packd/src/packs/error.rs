@@ -20,6 +20,8 @@ pub enum PackError {
     Meta(#[from] MetaError),
     #[error("{0}")]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Inspect(#[from] gadget_kernel_base::inspect::InspectError),
     #[error("the upload is empty; pass a .pack file")]
     EmptyUpload,
     #[error("the upload was interrupted: {0}")]
@@ -104,7 +106,7 @@ impl PackError {
         use PackError::*;
         match self {
             NotInstalled(_) => ErrorKind::PackNotFound,
-            Invalid(_) | Meta(_) | Image(_) | EmptyUpload | TypeClash { .. } => {
+            Invalid(_) | Meta(_) | Image(_) | Inspect(_) | EmptyUpload | TypeClash { .. } => {
                 ErrorKind::InvalidPack
             }
             Interrupted(_) | Unsigned { .. } | BadRevision { .. } => ErrorKind::BadRequest,

@@ -1,7 +1,7 @@
 //! The pack manager: installs, refreshes, reverts and removes packs.
 //!
 //! - [`plan`]: each operation planned as a change (pure: state in, tasks out);
-//! - [`inspect`]: an upload checked before any change exists;
+//! - an upload is checked whole (`gadget_kernel_base::inspect`) before any change exists;
 //! - `tasks`, `refresh`: the do and undo of its task kinds (`prepare-pack`, `mount-pack`,
 //!   `copy-data`, `setup-profiles`, `link-pack`, `unlink-pack`, `unmount-pack`,
 //!   `discard-data`, `discard-pack`, `cleanup`), registered with the engine;
@@ -13,7 +13,6 @@
 mod boot;
 pub mod data;
 mod error;
-pub mod inspect;
 pub mod link;
 pub mod plan;
 mod refresh;
@@ -132,7 +131,7 @@ impl PackManager {
         sha3_384: String,
         label: String,
     ) -> Result<u64, PackError> {
-        let inspected = inspect::inspect(&staged, &label)?;
+        let inspected = gadget_kernel_base::inspect::inspect(&staged, &label)?;
         let upload = Upload {
             meta: inspected.meta,
             staged,

@@ -1,6 +1,7 @@
-//! Checking an uploaded package before anything is installed: a valid image, valid metadata
-//! read without following symlinks, hooks that match their files, no setuid/setgid files or
-//! device nodes, apps whose commands exist, and for bases the mount points sandboxes need.
+//! Checking a package file before anything is done with it (packd before installing it, the
+//! store before accepting an upload): a valid image, valid metadata read without following
+//! symlinks, hooks that match their files, no setuid/setgid files or device nodes, apps whose
+//! commands exist, known interfaces, and for bases the mount points sandboxes need.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -9,9 +10,18 @@ use packfmt::image::{EntryKind, Image};
 use packfmt::meta::{MAX_META_SIZE, MetaSource};
 use packfmt::{ImageError, MetaError, PackMeta, PackType};
 
-use super::PackError;
+/// Why a package is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// Its metadata (the message names the file and the key).
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// Anything else about it, said whole.
+    #[error("{0}")]
+    Invalid(String),
+}
 
-type Result<T> = std::result::Result<T, PackError>;
+type Result<T> = std::result::Result<T, InspectError>;
 
 /// What an inspected package holds.
 #[derive(Debug)]
@@ -70,11 +80,11 @@ pub fn inspect(path: &Path, label: &str) -> Result<Inspected> {
 
     let mut meta = meta;
     meta.add_hook_files(&hooks)
-        .map_err(|e| PackError::Meta(in_file(label, e)))?;
+        .map_err(|e| InspectError::Meta(in_file(label, e)))?;
     for hook in meta.hooks.keys() {
         let p = PathBuf::from(format!("meta/hooks/{hook}"));
         if !executables.contains(&p) {
-            return Err(PackError::Invalid(format!(
+            return Err(InspectError::Invalid(format!(
                 "{label}: meta/hooks/{hook} is not executable; chmod +x it and pack again"
             )));
         }
@@ -84,7 +94,7 @@ pub fn inspect(path: &Path, label: &str) -> Result<Inspected> {
             continue;
         };
         if !executables.contains(&exe) {
-            return Err(PackError::Invalid(format!(
+            return Err(InspectError::Invalid(format!(
                 "{label}: app {:?}: command {:?} is not an executable file in the package",
                 app.name,
                 exe.display()
@@ -93,10 +103,10 @@ pub fn inspect(path: &Path, label: &str) -> Result<Inspected> {
     }
     // Plugs and slots: known interfaces, attributes in their grammar, slots this type of pack
     // may provide.
-    interfaces::validate(&meta).map_err(|e| PackError::Invalid(format!("{label}: {e}")))?;
+    interfaces::validate(&meta).map_err(|e| InspectError::Invalid(format!("{label}: {e}")))?;
     if meta.pack_type == PackType::Base {
-        gadget_kernel_base::base::check_mount_points(&|d| dirs.contains(Path::new(d)))
-            .map_err(|m| PackError::Invalid(format!("{label}: {m}")))?;
+        crate::base::check_mount_points(&|d| dirs.contains(Path::new(d)))
+            .map_err(|m| InspectError::Invalid(format!("{label}: {m}")))?;
     }
     Ok(Inspected {
         meta,
@@ -116,17 +126,17 @@ fn read_meta(image: &Image, label: &str) -> Result<PackMeta> {
         (Some(b), None) => (b, MetaSource::PackYaml),
         (None, Some(b)) => (b, MetaSource::SnapYaml),
         (Some(_), Some(_)) => {
-            return Err(PackError::Invalid(format!(
+            return Err(InspectError::Invalid(format!(
                 "{label}: has both meta/pack.yaml and meta/snap.yaml; keep only one"
             )));
         }
         (None, None) => {
-            return Err(PackError::Invalid(format!(
+            return Err(InspectError::Invalid(format!(
                 "{label}: has no meta/pack.yaml (nor meta/snap.yaml); is it a package?"
             )));
         }
     };
-    PackMeta::from_yaml(&bytes, source).map_err(|e| PackError::Meta(in_file(label, e)))
+    PackMeta::from_yaml(&bytes, source).map_err(|e| InspectError::Meta(in_file(label, e)))
 }
 
 /// Prefixes a metadata error with the package it came from.
@@ -134,6 +144,6 @@ fn in_file(label: &str, e: MetaError) -> MetaError {
     MetaError::new(format!("{label}: {}", e.file), e.message)
 }
 
-fn bad_image(e: ImageError) -> PackError {
-    PackError::Invalid(e.to_string())
+fn bad_image(e: ImageError) -> InspectError {
+    InspectError::Invalid(e.to_string())
 }
