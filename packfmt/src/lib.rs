@@ -6,10 +6,13 @@
 //! - [`meta`]: the metadata model and its validation (snap.yaml's rules, with exact messages);
 //! - [`image`]: reading images and writing reproducible ones, both through libsquashfs's own
 //!   API, bound with bindgen (squashfs-ng only checks the export table in a test);
-//! - [`revision`]: revision numbers (`x1` for local installs, `1` for store ones).
+//! - [`revision`]: revision numbers (`x1` for local installs, `1` for store ones);
+//! - [`assertion`] (feature `assertions`): signed assertions and the store's chain of trust.
 //!
 //! It does no privileged work and knows nothing about the daemon.
 
+#[cfg(feature = "assertions")]
+pub mod assertion;
 #[cfg(feature = "image")]
 pub mod image;
 pub mod meta;
