@@ -7,7 +7,8 @@
 //! - [`image`]: reading images and writing reproducible ones, both through libsquashfs's own
 //!   API, bound with bindgen (squashfs-ng only checks the export table in a test);
 //! - [`revision`]: revision numbers (`x1` for local installs, `1` for store ones);
-//! - [`assertion`] (feature `assertions`): signed assertions and the store's chain of trust.
+//! - [`assertion`] (feature `assertions`): signed assertions and the store's chain of trust;
+//! - [`store`]: what packd and a store say to each other.
 //!
 //! It does no privileged work and knows nothing about the daemon.
 
@@ -17,6 +18,7 @@ pub mod assertion;
 pub mod image;
 pub mod meta;
 pub mod revision;
+pub mod store;
 
 #[cfg(feature = "image")]
 pub use image::{Compression, ImageError, WriteOptions};

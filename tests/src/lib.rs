@@ -11,6 +11,7 @@
 mod mounts;
 pub mod probe;
 mod run;
+pub mod store;
 pub mod systemd;
 mod util;
 
@@ -60,7 +61,7 @@ pub fn bin_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("target directory")
         .to_path_buf();
-    for bin in ["pack", "pack-build", "packd", "pack-confine"] {
+    for bin in ["pack", "pack-build", "packd", "pack-confine", "pack-store"] {
         assert!(
             dir.join(bin).is_file(),
             "{} is missing: build the binaries first (cargo build --workspace --bins; make test does)",

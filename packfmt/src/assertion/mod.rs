@@ -205,6 +205,20 @@ impl Assertion {
         out
     }
 
+    /// A builder holding its headers and body (without its signer), to sign it again.
+    pub fn to_builder(&self) -> Builder {
+        Builder {
+            kind: self.kind,
+            headers: self
+                .headers
+                .iter()
+                .filter(|(n, _)| n != "sign-key-sha3-384")
+                .cloned()
+                .collect(),
+            body: self.body.clone(),
+        }
+    }
+
     /// Parses one assertion, the whole of `text`.
     pub fn parse(text: &[u8]) -> Result<Assertion, AssertionError> {
         let (a, rest) = parse_one(text)?;
