@@ -23,6 +23,7 @@ pub mod policy;
 pub mod profiles;
 pub mod services;
 pub mod state;
+pub mod store;
 pub mod system;
 mod testing;
 

@@ -165,7 +165,7 @@ pub async fn install(
     let (size, sha3) = receive(body, &staged).await?;
     let path = staged.to_path_buf();
     let packs = d.packs.clone();
-    let id = tokio::task::spawn_blocking(move || packs.install(path, size, sha3, label))
+    let id = tokio::task::spawn_blocking(move || packs.install(path, size, sha3, label, None))
         .await
         .map_err(|e| Error::bad(format!("the inspection of the upload crashed: {e}")))??;
     // The change owns the upload now.

@@ -25,6 +25,7 @@ fn install(state: &mut State, yaml: &str, source: MetaSource, rev: Revision) {
             current: rev,
             active: true,
             disabled_services: Default::default(),
+            tracking: None,
         },
     );
 }

@@ -28,6 +28,7 @@ fn with_pack(state: &mut State, name: &str, revs: &[u32]) {
             current: Revision::Local(*revs.last().unwrap()),
             active: true,
             disabled_services: Default::default(),
+            tracking: None,
         },
     );
 }
@@ -83,6 +84,7 @@ fn boot_skips_what_a_removal_unmounted_and_adds_in_flight_installs() {
             staged: "/x".into(),
             size: 0,
             sha3_384: String::new(),
+            origin: None,
         },
         vec![
             (TaskKind::PreparePack, String::new()),

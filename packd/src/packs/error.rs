@@ -43,6 +43,10 @@ pub enum PackError {
         "cannot install {label}: its base {base:?} is not installed; install the base first (build one with 'pack base build')"
     )]
     BaseMissing { label: String, base: String },
+    #[error(
+        "{name} has revision {revision} installed already; switch to it with 'pack revert {name} --revision {revision}'"
+    )]
+    RevisionInstalled { name: String, revision: Revision },
     #[error("cannot install {label}: its base {base:?} has change {change} ({kind}) in progress")]
     BaseBusy {
         label: String,
@@ -114,7 +118,7 @@ impl PackError {
             BaseBusy { .. } | Busy(_) => ErrorKind::ChangeConflict,
             BaseInUse { .. } | NotAnApp { .. } | NoSuchRevision { .. } => ErrorKind::BadRequest,
             NothingToRevertTo { .. } | InTheWay(_) => ErrorKind::BadRequest,
-            AlreadyAt { .. } => ErrorKind::PackAlreadyInstalled,
+            AlreadyAt { .. } | RevisionInstalled { .. } => ErrorKind::PackAlreadyInstalled,
             Connection(e) => e.kind(),
             Copy { .. } | UploadGone { .. } | RevisionGone { .. } | WrongPlan { .. } => {
                 ErrorKind::InternalError

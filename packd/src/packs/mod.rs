@@ -122,7 +122,8 @@ impl PackManager {
     }
 
     /// Checks an upload staged at `staged` (blocking: it reads the whole image), plans its
-    /// install and starts it; the change's id. A refused package leaves the upload to the
+    /// install (of store revision N with where it came from, for a verified download) and
+    /// returns the change's id, for [`Self::start`]. A refused package leaves the upload to the
     /// caller, who removes it.
     pub fn install(
         &self,
@@ -130,6 +131,7 @@ impl PackManager {
         size: u64,
         sha3_384: String,
         label: String,
+        from_store: Option<(u32, crate::state::Tracking)>,
     ) -> Result<u64, PackError> {
         let inspected = gadget_kernel_base::inspect::inspect(&staged, &label)?;
         let upload = Upload {
@@ -138,6 +140,7 @@ impl PackManager {
             size,
             sha3_384,
             label,
+            from_store,
         };
         let id = self.store.update(|s| plan::install(s, upload))?;
         Ok(id)

@@ -22,6 +22,8 @@ pub struct Upload {
     pub sha3_384: String,
     /// The user's name for it, in messages.
     pub label: String,
+    /// A store revision (its number), with where it came from; `None`: a local file.
+    pub from_store: Option<(u32, crate::state::Tracking)>,
 }
 
 /// An install (or, for an installed app pack, a refresh) of `upload`; the change's id.
@@ -32,6 +34,7 @@ pub fn install(s: &mut State, upload: Upload) -> Result<u64> {
         size,
         sha3_384,
         label,
+        from_store,
     } = upload;
     let name = meta.name.clone();
     check_idle(s, &[&name])?;
@@ -65,7 +68,16 @@ pub fn install(s: &mut State, upload: Upload) -> Result<u64> {
             });
         }
     }
-    let revision: Revision = s.next_local_revision(&name);
+    let (revision, origin) = match from_store {
+        Some((n, origin)) => (Revision::Store(n), Some(origin)),
+        None => (s.next_local_revision(&name), None),
+    };
+    if s.packs
+        .get(&name)
+        .is_some_and(|p| p.revision(revision).is_some())
+    {
+        return Err(PackError::RevisionInstalled { name, revision });
+    }
     let tasks = install_tasks(s, &name, &meta)
         .into_iter()
         .map(|k| (k, k.summary(&name, Some(revision))))
@@ -81,6 +93,7 @@ pub fn install(s: &mut State, upload: Upload) -> Result<u64> {
             staged,
             size,
             sha3_384,
+            origin,
         },
         tasks,
     ))

@@ -36,6 +36,9 @@ pub(super) struct CopyRecord {
 pub(super) struct LinkRecord {
     /// The revision current before (none on a first install).
     pub old_current: Option<Option<Revision>>,
+    /// What the pack tracked before.
+    #[serde(default)]
+    pub old_tracking: Option<Option<crate::state::Tracking>>,
 }
 
 /// The install plan's fields, or an internal error for a task attached to the wrong change.
@@ -46,6 +49,7 @@ pub(super) struct Install<'a> {
     staged: &'a PathBuf,
     size: u64,
     sha3_384: &'a str,
+    origin: Option<&'a crate::state::Tracking>,
 }
 
 pub(super) fn install_plan(plan: &Plan) -> Result<Install<'_>> {
@@ -57,6 +61,7 @@ pub(super) fn install_plan(plan: &Plan) -> Result<Install<'_>> {
             staged,
             size,
             sha3_384,
+            origin,
         } => Ok(Install {
             name,
             revision: *revision,
@@ -64,6 +69,7 @@ pub(super) fn install_plan(plan: &Plan) -> Result<Install<'_>> {
             staged,
             size: *size,
             sha3_384,
+            origin: origin.as_ref(),
         }),
         other => Err(PackError::WrongPlan {
             task: "pack",
@@ -267,6 +273,16 @@ impl PackManager {
                 }))
             },
         )?;
+        let _ = ctx.once(
+            &mut rec,
+            |r| &mut r.old_tracking,
+            || {
+                Ok::<_, PackError>(
+                    ctx.store()
+                        .read(|s| s.packs.get(p.name).and_then(|pk| pk.tracking.clone())),
+                )
+            },
+        )?;
         let old_meta = old.and_then(|rev| {
             ctx.store().read(|s| {
                 s.packs
@@ -286,6 +302,7 @@ impl PackManager {
                     current: p.revision,
                     active: true,
                     disabled_services: Default::default(),
+                    tracking: None,
                 });
             if pack.revision(p.revision).is_none() {
                 pack.sequence.push(RevisionState {
@@ -299,6 +316,7 @@ impl PackManager {
             pack.current = p.revision;
             pack.active = true;
             pack.pack_type = p.meta.pack_type;
+            pack.tracking = p.origin.cloned();
             Ok::<_, PackError>(())
         })?;
         link::set_current(&self.paths, p.name, p.revision)?;
@@ -312,7 +330,9 @@ impl PackManager {
 
     pub(super) fn unlink_new(&self, ctx: &TaskCtx<'_>) -> Result<()> {
         let p = install_plan(&ctx.plan)?;
-        let old: Option<Revision> = ctx.data::<LinkRecord>().old_current.flatten();
+        let rec: LinkRecord = ctx.data();
+        let old: Option<Revision> = rec.old_current.flatten();
+        let old_tracking = rec.old_tracking.flatten();
         let old_meta = ctx.store().update(|s| {
             let Some(pack) = s.packs.get_mut(p.name) else {
                 return Ok::<_, PackError>(None);
@@ -322,6 +342,7 @@ impl PackManager {
                 Some(rev) if pack.revision(rev).is_some() => {
                     pack.current = rev;
                     pack.active = true;
+                    pack.tracking = old_tracking;
                     Ok(pack.revision(rev).map(|r| r.meta.clone()))
                 }
                 _ => {

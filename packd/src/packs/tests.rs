@@ -81,6 +81,7 @@ impl Setup {
             size: 8,
             sha3_384: String::new(),
             label: "\"core.pack\"".into(),
+            from_store: None,
         };
         let id = self.store.update(|s| plan::install(s, upload)).unwrap();
         self.queue.enqueue(id);
@@ -213,6 +214,7 @@ fn with_install(s: &mut State, staged: std::path::PathBuf) {
             staged,
             size: 1,
             sha3_384: String::new(),
+            origin: None,
         },
         vec![(TaskKind::PreparePack, String::new())],
     );

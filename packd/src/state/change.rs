@@ -196,6 +196,9 @@ pub enum Plan {
         staged: PathBuf,
         size: u64,
         sha3_384: String,
+        /// The store and channel it came from (a download), `None` for a file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<super::Tracking>,
     },
     Remove {
         name: String,

@@ -64,6 +64,57 @@ pub struct State {
     /// `pack set system KEY=VALUE` (see [`config`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
+    /// The stores this device installs from (`pack remote add`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remotes: BTreeMap<String, Remote>,
+    /// Auto-refresh: when it last ran, holds, revisions not to try again.
+    #[serde(default)]
+    pub refresh: RefreshState,
+}
+
+/// A store the device trusts, through the root it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Remote {
+    pub name: String,
+    pub url: String,
+    /// The store's id (`authority-id` of its root).
+    pub authority: String,
+    /// The root key's id.
+    pub root_key: String,
+    /// The highest serial of a refresh answer accepted from it: an older one is a replay.
+    #[serde(default)]
+    pub serial: u64,
+    /// When the newest accepted answer expires (seconds since the epoch).
+    #[serde(default)]
+    pub answer_expires: u64,
+    /// The ETag of the newest answer, with the request it answered (its SHA3-384).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<(String, String)>,
+}
+
+/// Where an installed pack comes from and what it follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Tracking {
+    pub remote: String,
+    pub pack_id: String,
+    pub channel: String,
+}
+
+/// Auto-refresh's memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub struct RefreshState {
+    /// When a refresh of everything last ran (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<u64>,
+    /// Holds, by pack name (`*` for all): until when (seconds), `u64::MAX` for forever.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub holds: BTreeMap<String, u64>,
+    /// Revisions that failed and were reverted, by pack: not tried again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, std::collections::BTreeSet<u32>>,
 }
 
 /// One connection of a plug to a slot.
@@ -88,6 +139,8 @@ impl Default for State {
             connections: Vec::new(),
             undesired: Default::default(),
             config: BTreeMap::new(),
+            remotes: BTreeMap::new(),
+            refresh: RefreshState::default(),
         }
     }
 }
@@ -106,6 +159,9 @@ pub struct PackState {
     /// Services root disabled (`pack stop --disable`): not started at boot or install.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub disabled_services: std::collections::BTreeSet<String>,
+    /// The store and channel it follows; `None` for a pack installed from a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<Tracking>,
 }
 
 impl PackState {
@@ -426,6 +482,7 @@ mod tests {
                 current: Revision::Local(3),
                 active: true,
                 disabled_services: Default::default(),
+                tracking: None,
             },
         );
         assert_eq!(s.next_local_revision("hello"), Revision::Local(4));

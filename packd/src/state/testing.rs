@@ -20,6 +20,7 @@ pub fn with_pack(state: &mut State, yaml: &str) -> Revision {
             current: rev,
             active: true,
             disabled_services: Default::default(),
+            tracking: None,
         });
     pack.sequence.push(RevisionState {
         revision: rev,

@@ -19,6 +19,7 @@ fn upload(yaml: &str) -> Upload {
         size: 4096,
         sha3_384: "ab".repeat(48),
         label: "\"app.pack\"".into(),
+        from_store: None,
     }
 }
 
