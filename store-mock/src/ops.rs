@@ -383,7 +383,6 @@ pub fn revoke_key(dir: &Path, id: &str) -> Result<usize> {
     }
     let root = layout.read_root_key()?;
     let signing = layout.read_signing_key(&db)?;
-    let authority = db.setting("authority-id")?.unwrap_or_default();
     let texts = db.assertions()?;
     let all: Vec<Assertion> = texts
         .iter()
@@ -418,6 +417,5 @@ pub fn revoke_key(dir: &Path, id: &str) -> Result<usize> {
         db.bump()?;
         Ok(())
     })?;
-    let _ = authority;
     Ok(resign.len())
 }
