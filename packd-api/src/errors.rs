@@ -36,6 +36,12 @@ pub enum ErrorKind {
     /// The caller holds as much as one user may (sandboxes running at once).
     LimitReached,
     InternalError,
+    /// No remote of that name (`pack remote list`).
+    RemoteNotFound,
+    /// A store could not be reached, or answered with an error of its own.
+    StoreUnavailable,
+    /// What a store sent does not verify (signature, digest, expiry, serial): refused.
+    NotTrusted,
     /// A kind this client does not know (from a newer packd).
     #[serde(other)]
     Other,
@@ -45,7 +51,10 @@ impl ErrorKind {
     /// The HTTP status an error of this kind is answered with.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorKind::BadRequest | ErrorKind::InvalidPack | ErrorKind::PackAlreadyInstalled => 400,
+            ErrorKind::BadRequest
+            | ErrorKind::InvalidPack
+            | ErrorKind::PackAlreadyInstalled
+            | ErrorKind::NotTrusted => 400,
             ErrorKind::PermissionDenied | ErrorKind::ConfinementUnavailable => 403,
             ErrorKind::PackNotFound
             | ErrorKind::AppNotFound
@@ -53,9 +62,11 @@ impl ErrorKind {
             | ErrorKind::ChangeNotFound
             | ErrorKind::InterfaceNotFound
             | ErrorKind::ConnectionNotFound
+            | ErrorKind::RemoteNotFound
             | ErrorKind::NotFound => 404,
             ErrorKind::ChangeConflict => 409,
             ErrorKind::LimitReached => 429,
+            ErrorKind::StoreUnavailable => 502,
             ErrorKind::SandboxFailed
             | ErrorKind::ServiceFailed
             | ErrorKind::InternalError
@@ -83,6 +94,9 @@ impl ErrorKind {
             ErrorKind::ServiceFailed => "service-failed",
             ErrorKind::LimitReached => "limit-reached",
             ErrorKind::InternalError => "internal-error",
+            ErrorKind::RemoteNotFound => "remote-not-found",
+            ErrorKind::StoreUnavailable => "store-unavailable",
+            ErrorKind::NotTrusted => "not-trusted",
             ErrorKind::Other => "other",
         }
     }

@@ -9,6 +9,7 @@
 pub mod debug;
 pub mod errors;
 pub mod fdpass;
+pub mod store;
 pub mod types;
 
 pub use errors::{ErrorKind, exit};

@@ -78,6 +78,12 @@ pub struct PackInfo {
     pub mount: PathBuf,
     pub apps: Vec<AppInfo>,
     pub revisions: Vec<RevisionInfo>,
+    /// The store it comes from (`pack remote`), `None` for a local file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// The channel it follows in that store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,8 +116,9 @@ pub struct ChangeInfo {
     pub tasks: Vec<TaskInfo>,
 }
 
-/// `POST /v2/packs/{name}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `POST /v2/packs/{name}`: `remove`, `revert`, `install` (from a store; answered with a
+/// stream of [`crate::store::StoreEvent`]s) or `switch`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct PackAction {
     pub action: String,
@@ -121,6 +128,12 @@ pub struct PackAction {
     /// `remove`: also the pack's service and hook logs.
     #[serde(default)]
     pub purge: bool,
+    /// `install` (from a store) and `switch`: the channel to follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// `install`: the store to install from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

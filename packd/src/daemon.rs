@@ -127,6 +127,7 @@ impl Daemon {
         });
         packs.clean_uploads();
         packs.boot();
+        let stores = crate::store::StoreManager::new(paths.clone(), store.clone(), packs.clone())?;
         let launcher = Launcher::start(LauncherParts {
             paths: paths.clone(),
             store: store.clone(),
@@ -165,6 +166,7 @@ impl Daemon {
             connections: connections.clone(),
             services: services.clone(),
             launcher: launcher.clone(),
+            stores,
             system_command: config.system_command.clone(),
         });
         let sockets = Arc::new(PackSockets::new(api.clone()));
@@ -221,6 +223,7 @@ impl Daemon {
         } else {
             tracing::info!("packd restarted: services as they were");
         }
+        let auto_refresh = tokio::spawn(self.api.stores.clone().run());
         let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let shutdown = async move {
@@ -237,6 +240,7 @@ impl Daemon {
         )
         .await;
         tracing::info!("stopping; services keep running");
+        auto_refresh.abort();
         self.sockets.stop();
         self.launcher.stop().await;
         let engine = self.engine;
@@ -265,6 +269,8 @@ fn make_layout(paths: &Paths) -> anyhow::Result<()> {
         (paths.lib_dir(), 0o755),
         (paths.blobs_dir(), 0o700),
         (paths.upload_dir(), 0o700),
+        (paths.assertions_dir(), 0o755),
+        (paths.download_cache(), 0o700),
         (paths.profiles_dir(), 0o700),
         (paths.run_dir(), 0o755),
         (paths.services_dir(), 0o700),

@@ -14,6 +14,7 @@ pub use crate::packs::PackError;
 pub use crate::services::ServiceError;
 pub use crate::state::StateError;
 pub use crate::state::config::ConfigError;
+pub use crate::store::StoreError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -31,6 +32,8 @@ pub enum Error {
     Service(#[from] ServiceError),
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// A request the API itself refuses (a bad argument, an unknown action).
     #[error("{0}")]
     BadRequest(String),
@@ -63,6 +66,7 @@ impl Error {
             Error::Connection(e) => e.kind(),
             Error::Service(e) => e.kind(),
             Error::Launch(e) => e.kind(),
+            Error::Store(e) => e.kind(),
             Error::Forbidden(_) => ErrorKind::PermissionDenied,
             Error::NotFound { kind, .. } => *kind,
         }

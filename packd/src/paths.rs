@@ -36,6 +36,22 @@ impl Paths {
         self.lib_dir().join("tmp")
     }
 
+    /// The device's assertions, one directory per remote.
+    pub fn assertions_dir(&self) -> PathBuf {
+        self.lib_dir().join("assertions")
+    }
+
+    /// Downloads from stores while they are incomplete (size-bounded, root's alone).
+    pub fn download_cache(&self) -> PathBuf {
+        self.root.join("var/cache/packd/downloads")
+    }
+
+    /// Remotes provisioned with the image: `etc/packd/remotes/NAME.url` (the store's URL) and
+    /// `NAME.assert` (its root), added at start when no remote of that name is known.
+    pub fn provisioned_remotes(&self) -> PathBuf {
+        self.root.join("etc/packd/remotes")
+    }
+
     pub fn blobs_dir(&self) -> PathBuf {
         self.lib_dir().join("packs")
     }

@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS releases (
 CREATE TABLE IF NOT EXISTS assertions (
     kind TEXT NOT NULL, key TEXT NOT NULL, revision INTEGER NOT NULL, sign_key TEXT NOT NULL,
     text BLOB NOT NULL, PRIMARY KEY (kind, key));
+CREATE TABLE IF NOT EXISTS reports (
+    device_id TEXT NOT NULL, pack_id TEXT NOT NULL, revision INTEGER NOT NULL,
+    outcome TEXT NOT NULL, task TEXT, message TEXT, at INTEGER NOT NULL);
 ";
 
 pub struct Db {
@@ -338,6 +341,41 @@ impl Db {
         rows.collect::<std::result::Result<_, _>>().map_err(sql)
     }
 
+    /// Records a device's report on a refresh.
+    pub fn add_report(&self, r: &Report, now: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO reports (device_id, pack_id, revision, outcome, task, message, at)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                params![
+                    r.device_id,
+                    r.pack_id,
+                    r.revision,
+                    r.outcome,
+                    r.task,
+                    r.message,
+                    now
+                ],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// How many devices reported each outcome of each revision of `pack_id`.
+    pub fn report_counts(&self, pack_id: &str) -> Result<Vec<(u32, String, u64)>> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT revision, outcome, COUNT(DISTINCT device_id) FROM reports
+                 WHERE pack_id = ?1 GROUP BY revision, outcome ORDER BY revision, outcome",
+            )
+            .map_err(sql)?;
+        let rows = q
+            .query_map(params![pack_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(sql)?;
+        rows.collect::<std::result::Result<_, _>>().map_err(sql)
+    }
+
     /// Runs `f` in one transaction: all of it or nothing.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
@@ -353,3 +391,20 @@ impl Db {
         }
     }
 }
+
+/// A device's report on one refresh (`POST /v1/reports`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Report {
+    pub device_id: String,
+    pub pack_id: String,
+    pub revision: u32,
+    pub outcome: String,
+    #[serde(default)]
+    pub task: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The outcomes a device reports.
+pub const OUTCOMES: &[&str] = &["installed", "reverted", "failed"];

@@ -38,6 +38,31 @@ impl Store {
         })
     }
 
+    /// Records a device's report (no change to what is offered: the serial stays).
+    pub fn report(&self, r: &crate::db::Report) -> Result<()> {
+        if !crate::db::OUTCOMES.contains(&r.outcome.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "unknown outcome {:?}; reports take: {}",
+                r.outcome,
+                crate::db::OUTCOMES.join(", ")
+            )));
+        }
+        if r.device_id.is_empty() || r.device_id.len() > 128 || r.pack_id.len() > 128 {
+            return Err(StoreError::Invalid(
+                "a report needs a device-id and a pack-id".into(),
+            ));
+        }
+        let mut r = r.clone();
+        r.message = r.message.map(|m| m.chars().take(1000).collect());
+        r.task = r.task.map(|t| t.chars().take(100).collect());
+        self.lock().add_report(&r, now())
+    }
+
+    /// Devices' reports on `pack_id`: (revision, outcome, devices).
+    pub fn reports(&self, pack_id: &str) -> Result<Vec<(u32, String, u64)>> {
+        self.lock().report_counts(pack_id)
+    }
+
     /// What the store offers now.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog

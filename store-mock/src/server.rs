@@ -77,6 +77,7 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/v1/assertions/{kind}/{*key}", get(assertion))
         .route("/v1/download/{pack_id}/{rev}", get(download))
         .route("/v1/refresh", post(refresh))
+        .route("/v1/reports", post(report))
         .fallback(|| async {
             ApiError(StoreError::NotFound(
                 "no such endpoint; see docs/store-api.md".into(),
@@ -178,13 +179,34 @@ async fn status(
             })
         })
         .collect();
+    let pack_id = entry.pack.pack_id.clone();
+    let s2 = s.clone();
+    let reports: Vec<_> = blocking(move || s2.reports(&pack_id))
+        .await?
+        .into_iter()
+        .map(|(revision, outcome, devices)| {
+            serde_json::json!({"revision": revision, "outcome": outcome, "devices": devices})
+        })
+        .collect();
     Ok(Json(serde_json::json!({
         "name": name,
         "pack-id": entry.pack.pack_id,
         "channels": entry.channel_map(now()),
         "revisions": revisions,
+        "reports": reports,
     }))
     .into_response())
+}
+
+/// `POST /v1/reports`: a device tells how a refresh went.
+async fn report(State(s): State<Arc<Store>>, body: axum::body::Bytes) -> ApiResult<Response> {
+    if body.len() > 16 << 10 {
+        return Err(StoreError::Invalid("the report is too large".into()).into());
+    }
+    let r: crate::db::Report = serde_json::from_slice(&body)
+        .map_err(|e| StoreError::Invalid(format!("the report is not valid: {e}")))?;
+    blocking(move || s.report(&r)).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({}))).into_response())
 }
 
 #[derive(Deserialize)]

@@ -67,5 +67,6 @@ pub async fn set(
         s.config.extend(values.clone());
         Ok::<_, crate::error::Error>(())
     })?;
+    d.stores.settings_changed();
     Ok(sync(values))
 }

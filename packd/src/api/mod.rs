@@ -17,6 +17,7 @@ pub mod response;
 mod run;
 mod services;
 pub mod sockets;
+mod store;
 mod system;
 
 use std::convert::Infallible;
@@ -49,6 +50,7 @@ pub struct Api {
     pub connections: Arc<ConnectionManager>,
     pub services: Arc<ServiceManager>,
     pub launcher: Arc<Launcher>,
+    pub stores: Arc<crate::store::StoreManager>,
     /// Runs reboots and power-offs (`COMMAND reboot|power-off`); `None`: `reboot`/`poweroff`.
     pub system_command: Option<std::path::PathBuf>,
 }
@@ -110,6 +112,16 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v2/system", post(system::action))
         .route("/v2/apps", get(services::list).post(services::change))
         .route("/v2/logs", get(services::logs))
+        .route(
+            "/v2/remotes",
+            get(store::remotes).post(store::change_remote),
+        )
+        .route("/v2/find", get(store::find))
+        .route("/v2/store/packs/{name}", get(store::info))
+        .route("/v2/refresh", get(store::pending).post(store::refresh))
+        .route("/v2/refresh/time", get(store::time))
+        .route("/v2/assertions", post(store::ack))
+        .route("/v2/assertions/{kind}", get(store::known))
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -106,6 +106,8 @@ fn pack_info(paths: &Paths, p: &PackState) -> Option<PackInfo> {
                 install_date: date(r.installed_at),
             })
             .collect(),
+        remote: p.tracking.as_ref().map(|t| t.remote.clone()),
+        tracking: p.tracking.as_ref().map(|t| t.channel.clone()),
     })
 }
 
@@ -211,7 +213,7 @@ async fn receive(body: Body, path: &std::path::Path) -> Result<(u64, String), Pa
     Ok((size, hex))
 }
 
-/// `POST /v2/packs/{name}` with `{"action": "remove"}`.
+/// `POST /v2/packs/{name}` with `{"action": "remove"|"revert"|"install"|"switch"}`.
 pub async fn action(
     State(d): State<Arc<Api>>,
     Extension(peer): Extension<Peer>,
@@ -235,8 +237,10 @@ pub async fn action(
             };
             Ok(accepted(d.packs.revert(&name, revision)?))
         }
+        "install" => super::store::install(&d, &peer, &name, req.channel, req.remote),
+        "switch" => super::store::switch(&d, &peer, &name, req.channel),
         other => Err(ApiError::bad_request(format!(
-            "unknown action {other:?}; this packd supports: remove, revert"
+            "unknown action {other:?}; this packd supports: install, remove, revert, switch"
         ))),
     }
 }

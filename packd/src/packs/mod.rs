@@ -122,7 +122,8 @@ impl PackManager {
     }
 
     /// Checks an upload staged at `staged` (blocking: it reads the whole image), plans its
-    /// install (of store revision N with where it came from, for a verified download) and
+    /// install (of store revision N with where it came from, for a verified download, whose
+    /// label is then the name it was offered as) and
     /// returns the change's id, for [`Self::start`]. A refused package leaves the upload to the
     /// caller, who removes it.
     pub fn install(
@@ -134,6 +135,13 @@ impl PackManager {
         from_store: Option<(u32, crate::state::Tracking)>,
     ) -> Result<u64, PackError> {
         let inspected = gadget_kernel_base::inspect::inspect(&staged, &label)?;
+        // A store's revision must be the pack it was offered as (the label is that name).
+        if from_store.is_some() && inspected.meta.name != label {
+            return Err(PackError::Invalid(format!(
+                "the store offered {label:?} but the downloaded pack is named {:?}",
+                inspected.meta.name
+            )));
+        }
         let upload = Upload {
             meta: inspected.meta,
             staged,

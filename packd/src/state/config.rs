@@ -55,6 +55,25 @@ pub const KEYS: &[Key] = &[
             _ => Err("a whole number from 2 to 20".into()),
         },
     },
+    Key {
+        name: "refresh.timer",
+        default: crate::store::timer::DEFAULT_TIMER,
+        doc: "when auto-refresh may run: snapd's timer syntax (mon-fri,02:00-04:00) or every DURATION",
+        check: |v| {
+            v.parse::<crate::store::timer::Schedule>()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    },
+    Key {
+        name: "refresh.metered",
+        default: "ignore",
+        doc: "hold auto-refresh while NetworkManager says the connection is metered: hold or ignore",
+        check: |v| match v {
+            "hold" | "ignore" => Ok(()),
+            _ => Err("hold or ignore".into()),
+        },
+    },
 ];
 
 fn key(name: &str) -> Result<&'static Key> {

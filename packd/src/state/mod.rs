@@ -70,6 +70,9 @@ pub struct State {
     /// Auto-refresh: when it last ran, holds, revisions not to try again.
     #[serde(default)]
     pub refresh: RefreshState,
+    /// This device's id, made at first start; sent with refresh requests and reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
 }
 
 /// A store the device trusts, through the root it was given.
@@ -88,6 +91,9 @@ pub struct Remote {
     /// When the newest accepted answer expires (seconds since the epoch).
     #[serde(default)]
     pub answer_expires: u64,
+    /// When it was signed.
+    #[serde(default)]
+    pub answer_signed: u64,
     /// The ETag of the newest answer, with the request it answered (its SHA3-384).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<(String, String)>,
@@ -141,6 +147,7 @@ impl Default for State {
             config: BTreeMap::new(),
             remotes: BTreeMap::new(),
             refresh: RefreshState::default(),
+            device_id: None,
         }
     }
 }

@@ -549,6 +549,12 @@ impl TimeSpan {
 }
 
 impl Schedule {
+    /// Whether it is `every DURATION` (whose next run counts from the last one, not from a
+    /// window's end).
+    pub fn is_every(&self) -> bool {
+        matches!(self.0, Kind::Every(_))
+    }
+
     /// The next moment at or after `now` (local wall-clock time) when an auto-refresh may start,
     /// and the end of the window it falls in. Randomized windows (`~`) and `every` pick a point
     /// spread by `jitter` (a device-specific 64-bit number, e.g. a hash of its id), deterministic

@@ -1,0 +1,664 @@
+//! Installing and refreshing from a store: ask (one verified refresh request per remote),
+//! then for each offer check its signed declaration and revision, download it into the
+//! cache hashed as it streams, and hand it to the pack manager as a store revision. What fails
+//! leaves the device as it was: no change is planned before everything verified, and the only
+//! thing kept is a partial download, for the next try to resume.
+
+use std::path::PathBuf;
+
+use packd_api::store::{PendingRefresh, StoreEvent};
+use packfmt::Revision;
+use packfmt::assertion::{Assertion, Kind};
+use packfmt::store::{Installed, Offer, RefreshRequest, Wanted};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::client::{Outcome, Verified};
+use super::{Result, StoreError, StoreManager};
+use crate::error::IoError;
+use crate::state::{Remote, Status, Tracking, now};
+
+/// Where events of an install or a refresh go (the API streams them; auto-refresh logs them).
+pub type Events = UnboundedSender<StoreEvent>;
+
+/// Partial downloads are kept up to this many bytes together (the oldest go first).
+const CACHE_LIMIT: u64 = 2 << 30;
+
+/// Who asked for a refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `pack refresh`: named packs are refreshed even when held or skipped.
+    Manual,
+    /// The timer: held packs and skipped revisions are left alone, and an unchanged answer
+    /// may come back as `304`.
+    Auto,
+}
+
+/// A change a refresh started, to watch.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub name: String,
+    pub remote: String,
+    pub pack_id: String,
+    pub revision: u32,
+    pub change: u64,
+}
+
+fn send(events: &Events, e: StoreEvent) {
+    let _ = events.send(e);
+}
+
+/// Whether `name` is held at `now` (by its own hold or one on every pack).
+pub fn held_until(s: &crate::state::State, name: &str, now: u64) -> Option<u64> {
+    [name, "*"]
+        .iter()
+        .filter_map(|n| s.refresh.holds.get(*n).copied())
+        .filter(|until| *until > now)
+        .max()
+}
+
+impl StoreManager {
+    /// The remote to install `name` from: the one named, the only one, or the one of several
+    /// that has it.
+    async fn pick_remote(&self, name: &str, remote: Option<&str>) -> Result<Remote> {
+        let all = self.chosen(remote)?;
+        if all.len() == 1 {
+            return all.into_iter().next().ok_or(StoreError::NoRemotes);
+        }
+        let mut having = Vec::new();
+        for r in all {
+            if self.client.info(&r, name).await.is_ok() {
+                having.push(r);
+            }
+        }
+        match having.len() {
+            0 => Err(StoreError::StoreSays {
+                name: name.to_string(),
+                code: "not-found".into(),
+                message: "no remote has a pack of that name; see 'pack find'".into(),
+            }),
+            1 => Ok(having.remove(0)),
+            _ => Err(StoreError::WhichRemote(
+                having
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        }
+    }
+
+    /// Refuses an install before anything streams.
+    pub fn check_install(&self, name: &str, remote: Option<&str>) -> Result<()> {
+        packfmt::meta::validate_pack_name(name).map_err(StoreError::BadRequest)?;
+        if let Some(r) = remote {
+            self.remote(r)?;
+        } else if self.state.read(|s| s.remotes.is_empty()) {
+            return Err(StoreError::NoRemotes);
+        }
+        let installed = self.state.read(|s| {
+            s.packs
+                .get(name)
+                .filter(|p| p.active)
+                .map(|p| p.tracking.is_some())
+        });
+        match installed {
+            Some(true) => Err(StoreError::Installed(name.to_string())),
+            Some(false) => Err(StoreError::NotFromStore {
+                name: name.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// `pack install NAME`: its base first when it is missing (from the same store).
+    pub async fn install(
+        &self,
+        name: &str,
+        channel: &str,
+        remote: Option<&str>,
+        events: &Events,
+    ) -> Result<Started> {
+        let _busy = self.busy.lock().await;
+        let remote = self.pick_remote(name, remote).await?;
+        self.install_locked(&remote, name, channel, events, 0).await
+    }
+
+    async fn install_locked(
+        &self,
+        remote: &Remote,
+        name: &str,
+        channel: &str,
+        events: &Events,
+        depth: u8,
+    ) -> Result<Started> {
+        let wanted = vec![Wanted {
+            name: name.to_string(),
+            channel: channel.to_string(),
+        }];
+        let verified = self
+            .ask(remote, Vec::new(), wanted, false)
+            .await?
+            .ok_or_else(|| StoreError::untrusted(&remote.name, "answered 304 to a new question"))?;
+        if let Some(e) = verified.answer.errors.iter().find(|e| e.name == name) {
+            return Err(StoreError::StoreSays {
+                name: name.to_string(),
+                code: e.code.clone(),
+                message: e.message.clone(),
+            });
+        }
+        let offer = verified
+            .answer
+            .results
+            .iter()
+            .find(|o| o.name == name)
+            .cloned()
+            .ok_or_else(|| StoreError::untrusted(&remote.name, format!("it offered no {name}")))?;
+        if let Some(base) = offer.base.clone() {
+            let have = self
+                .state
+                .read(|s| s.packs.get(&base).is_some_and(|p| p.active));
+            if !have && depth == 0 {
+                let started =
+                    Box::pin(self.install_locked(remote, &base, "stable", events, depth + 1))
+                        .await?;
+                if !self.wait(started.change).await {
+                    return Err(StoreError::BadRequest(format!(
+                        "cannot install {name}: installing its base {base} failed (see 'pack tasks {}')",
+                        started.change
+                    )));
+                }
+            }
+        }
+        self.obtain(remote, &verified, &offer, events).await
+    }
+
+    /// One refresh request to `remote` about `packs` and `install`, verified; its serial,
+    /// expiry and ETag kept (its assertions are kept only with a download that matched
+    /// them, by [`Self::keep_assertions`]). `None`: `304`.
+    async fn ask(
+        &self,
+        remote: &Remote,
+        packs: Vec<Installed>,
+        install: Vec<Wanted>,
+        use_etag: bool,
+    ) -> Result<Option<Verified>> {
+        let db = self.db(&remote.name);
+        let mut ring = db.keyring(&remote.root_key)?;
+        let req = RefreshRequest {
+            device_id: self.state.read(|s| s.device_id.clone()),
+            packs,
+            install,
+        };
+        let digest = super::client::sha3_hex(&serde_json::to_vec(&req).unwrap_or_default());
+        let now = now();
+        let half_life_left = remote.answer_expires > now
+            && (remote.answer_expires - now) * 2
+                > remote.answer_expires.saturating_sub(remote.answer_signed);
+        let tag = remote
+            .etag
+            .as_ref()
+            .filter(|(_, d)| use_etag && half_life_left && *d == digest)
+            .map(|(t, _)| t.as_str());
+        let outcome = self
+            .client
+            .refresh(remote, &mut ring, &req, tag, now)
+            .await?;
+        let (verified, etag) = match outcome {
+            Outcome::NotModified => return Ok(None),
+            Outcome::Answer { verified, etag } => (*verified, etag),
+        };
+        let quiet = verified.answer.results.is_empty();
+        self.state.update(|s| {
+            if let Some(r) = s.remotes.get_mut(&remote.name) {
+                r.serial = r.serial.max(verified.serial);
+                r.answer_expires = verified.expires;
+                r.answer_signed = verified.signed_at;
+                r.etag = etag.filter(|_| quiet).map(|t| (t, digest.clone()));
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(Some(verified))
+    }
+
+    /// The signed facts about `offer`: its declaration names it, its revision assertion has
+    /// its digest and size and is not revoked.
+    fn check_offer(&self, remote: &Remote, verified: &Verified, offer: &Offer) -> Result<()> {
+        let find = |kind: Kind, key: &[&str]| -> Result<Option<Assertion>> {
+            if let Some(a) = verified
+                .assertions
+                .iter()
+                .find(|a| a.kind() == kind && a.primary_key() == key)
+            {
+                return Ok(Some(a.clone()));
+            }
+            self.db(&remote.name).get(kind, key)
+        };
+        let bad = |m: String| StoreError::untrusted(&remote.name, m);
+        let decl = find(Kind::PackDeclaration, &[&offer.pack_id])?
+            .ok_or_else(|| bad(format!("no pack-declaration for {}", offer.name)))?;
+        if decl.get("pack-name") != offer.name {
+            return Err(bad(format!(
+                "pack-id {} is declared as {:?}, not {:?}",
+                offer.pack_id,
+                decl.get("pack-name"),
+                offer.name
+            )));
+        }
+        let rev = offer.revision.to_string();
+        let ra = find(Kind::PackRevision, &[&offer.pack_id, &rev])?
+            .ok_or_else(|| bad(format!("no pack-revision for {} {rev}", offer.name)))?;
+        if ra.is_revoked() {
+            return Err(bad(format!("{} revision {rev} is revoked", offer.name)));
+        }
+        if ra.get("pack-sha3-384") != offer.sha3_384
+            || ra.get("pack-size") != offer.size.to_string()
+        {
+            return Err(bad(format!(
+                "the offer of {} {rev} does not match its signed pack-revision",
+                offer.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Downloads and checks `offer`, and plans its install; the change, started.
+    async fn obtain(
+        &self,
+        remote: &Remote,
+        verified: &Verified,
+        offer: &Offer,
+        events: &Events,
+    ) -> Result<Started> {
+        self.check_offer(remote, verified, offer)?;
+        let tracking = Tracking {
+            remote: remote.name.clone(),
+            pack_id: offer.pack_id.clone(),
+            channel: offer.channel.clone(),
+        };
+        let started = |change| Started {
+            name: offer.name.clone(),
+            remote: remote.name.clone(),
+            pack_id: offer.pack_id.clone(),
+            revision: offer.revision,
+            change,
+        };
+        // A revision kept from before (the current one revoked, say): go back to it.
+        let rev = Revision::Store(offer.revision);
+        let kept = self.state.read(|s| {
+            s.packs
+                .get(&offer.name)
+                .is_some_and(|p| p.revision(rev).is_some() && p.current != rev)
+        });
+        if kept {
+            self.keep_assertions(remote, verified)?;
+            let id = self.packs.revert(&offer.name, Some(rev))?;
+            self.state.update(|s| {
+                if let Some(p) = s.packs.get_mut(&offer.name) {
+                    p.tracking = Some(tracking.clone());
+                }
+                Ok::<_, StoreError>(())
+            })?;
+            send(
+                events,
+                StoreEvent::Change {
+                    name: offer.name.clone(),
+                    id: id.to_string(),
+                },
+            );
+            return Ok(started(id));
+        }
+        let cache = self.paths.download_cache();
+        make_room(&cache, offer.size);
+        let partial = cache.join(format!("{}_{}.partial", offer.pack_id, offer.revision));
+        let mut sent = 0u64;
+        let name = offer.name.clone();
+        let digest = self
+            .client
+            .download(remote, offer, &partial, |done, total| {
+                if done == total || done >= sent + (256 << 10) || done == 0 {
+                    sent = done;
+                    send(
+                        events,
+                        StoreEvent::Download {
+                            name: name.clone(),
+                            revision: offer.revision,
+                            done,
+                            total,
+                        },
+                    );
+                }
+            })
+            .await?;
+        if digest != offer.sha3_384 {
+            let _ = std::fs::remove_file(&partial);
+            return Err(StoreError::untrusted(
+                &remote.name,
+                format!(
+                    "the download of {} {} is not what the store signed (SHA3-384 {digest}, signed {}); it was discarded",
+                    offer.name, offer.revision, offer.sha3_384
+                ),
+            ));
+        }
+        self.keep_assertions(remote, verified)?;
+        let staged = self.stage(&partial, offer)?;
+        let packs = self.packs.clone();
+        let (path, size, sha3, label) = (staged.clone(), offer.size, digest, offer.name.clone());
+        let from = Some((offer.revision, tracking));
+        let planned =
+            tokio::task::spawn_blocking(move || packs.install(path, size, sha3, label, from))
+                .await
+                .map_err(|e| StoreError::BadRequest(format!("the inspection crashed: {e}")));
+        let id = match planned {
+            Ok(Ok(id)) => id,
+            Ok(Err(e)) => {
+                let _ = std::fs::remove_file(&staged);
+                return Err(e.into());
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&staged);
+                return Err(e);
+            }
+        };
+        self.packs.start(id);
+        send(
+            events,
+            StoreEvent::Change {
+                name: offer.name.clone(),
+                id: id.to_string(),
+            },
+        );
+        Ok(started(id))
+    }
+
+    /// Adds the assertions of a verified answer to the device's database.
+    fn keep_assertions(&self, remote: &Remote, verified: &Verified) -> Result<()> {
+        let db = self.db(&remote.name);
+        let mut ring = db.keyring(&remote.root_key)?;
+        let stream: Vec<u8> = verified
+            .assertions
+            .iter()
+            .flat_map(|a| [a.encode(), b"\n".to_vec()])
+            .flatten()
+            .collect();
+        db.add_stream(&mut ring, &stream)?;
+        Ok(())
+    }
+
+    /// Moves a verified download to where uploads are staged.
+    fn stage(&self, partial: &std::path::Path, offer: &Offer) -> Result<PathBuf> {
+        let staged = self
+            .paths
+            .upload_dir()
+            .join(format!("store-{}-{}.pack", offer.name, offer.revision));
+        if std::fs::rename(partial, &staged).is_err() {
+            std::fs::copy(partial, &staged)
+                .map_err(|e| IoError::new(format!("cannot stage {}", staged.display()), e))?;
+            let _ = std::fs::remove_file(partial);
+        }
+        Ok(staged)
+    }
+
+    /// Waits until change `id` is ready; whether it succeeded.
+    pub async fn wait(&self, id: u64) -> bool {
+        let mut rx = self.state.subscribe();
+        loop {
+            let status = self
+                .state
+                .read(|s| s.changes.get(&id).map(|c| (c.is_ready(), c.status())));
+            match status {
+                None => return false,
+                Some((true, st)) => return st == Status::Done,
+                Some((false, _)) => {}
+            }
+            if rx.changed().await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// The packs a refresh is about: the named ones (each from a store), or every pack from
+    /// a store; as (remote, installed) pairs.
+    pub fn refresh_targets(&self, names: &[String]) -> Result<Vec<(String, Installed)>> {
+        self.state.read(|s| {
+            let mut out = Vec::new();
+            for p in s.packs.values().filter(|p| p.active) {
+                if !names.is_empty() && !names.contains(&p.name) {
+                    continue;
+                }
+                let Some(t) = &p.tracking else {
+                    if !names.is_empty() {
+                        return Err(StoreError::NotFromStore {
+                            name: p.name.clone(),
+                        });
+                    }
+                    continue;
+                };
+                let Revision::Store(rev) = p.current else {
+                    continue;
+                };
+                out.push((
+                    t.remote.clone(),
+                    Installed {
+                        pack_id: t.pack_id.clone(),
+                        name: p.name.clone(),
+                        revision: rev,
+                        channel: t.channel.clone(),
+                    },
+                ));
+            }
+            if let Some(missing) = names
+                .iter()
+                .find(|n| !out.iter().any(|(_, i)| &i.name == *n))
+            {
+                return Err(StoreError::NotInstalled(missing.clone()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// `pack refresh [NAME...] [--channel C]` and auto-refresh: the changes started. One
+    /// pack's failure is reported as an event and the others go on.
+    pub async fn refresh(
+        &self,
+        names: &[String],
+        channel: Option<&str>,
+        mode: Mode,
+        events: &Events,
+    ) -> Result<Vec<Started>> {
+        let _busy = self.busy.lock().await;
+        let mut targets = self.refresh_targets(names)?;
+        if let Some(c) = channel {
+            for (_, t) in &mut targets {
+                t.channel = c.to_string();
+            }
+        }
+        let now = now();
+        let mut remotes: Vec<String> = targets.iter().map(|(r, _)| r.clone()).collect();
+        remotes.dedup();
+        remotes.sort();
+        remotes.dedup();
+        let mut started = Vec::new();
+        let mut unchanged: Vec<String> = Vec::new();
+        for rname in remotes {
+            let remote = self.remote(&rname)?;
+            let mine: Vec<Installed> = targets
+                .iter()
+                .filter(|(r, _)| *r == rname)
+                .map(|(_, i)| i.clone())
+                .filter(|i| {
+                    mode == Mode::Manual && !names.is_empty()
+                        || self.state.read(|s| held_until(s, &i.name, now)).is_none()
+                })
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let verified = match self
+                .ask(&remote, mine.clone(), Vec::new(), mode == Mode::Auto)
+                .await
+            {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    unchanged.extend(mine.iter().map(|i| i.name.clone()));
+                    continue;
+                }
+                Err(e) => {
+                    for i in &mine {
+                        send(events, error_event(&i.name, &e));
+                    }
+                    continue;
+                }
+            };
+            for e in &verified.answer.errors {
+                let err = StoreError::StoreSays {
+                    name: e.name.clone(),
+                    code: e.code.clone(),
+                    message: e.message.clone(),
+                };
+                send(events, error_event(&e.name, &err));
+            }
+            for i in &mine {
+                let Some(offer) = verified.answer.results.iter().find(|o| o.name == i.name) else {
+                    if !verified.answer.errors.iter().any(|e| e.name == i.name) {
+                        unchanged.push(i.name.clone());
+                        if channel.is_some() {
+                            self.set_channel(&i.name, &i.channel)?;
+                        }
+                    }
+                    continue;
+                };
+                let skipped = self.state.read(|s| {
+                    s.refresh
+                        .skipped
+                        .get(&i.name)
+                        .is_some_and(|r| r.contains(&offer.revision))
+                });
+                if skipped && mode == Mode::Auto {
+                    tracing::info!(pack = %i.name, revision = offer.revision, "skipping a revision that failed here before");
+                    unchanged.push(i.name.clone());
+                    continue;
+                }
+                match self.obtain(&remote, &verified, offer, events).await {
+                    Ok(s) => started.push(s),
+                    Err(e) => send(events, error_event(&i.name, &e)),
+                }
+            }
+        }
+        send(events, StoreEvent::Done { unchanged });
+        Ok(started)
+    }
+
+    fn set_channel(&self, name: &str, channel: &str) -> Result<()> {
+        self.state.update(|s| {
+            if let Some(t) = s.packs.get_mut(name).and_then(|p| p.tracking.as_mut()) {
+                t.channel = channel.to_string();
+            }
+            Ok(())
+        })
+    }
+
+    /// `pack switch NAME --channel C`: what it follows from now on (no refresh, as snapd).
+    pub fn switch(&self, name: &str, channel: &str) -> Result<()> {
+        check_channel(channel)?;
+        self.refresh_targets(&[name.to_string()])?;
+        self.set_channel(name, channel)
+    }
+
+    /// `pack refresh --list`: what a refresh would bring, asked now.
+    pub async fn pending(&self, names: &[String]) -> Result<Vec<PendingRefresh>> {
+        let _busy = self.busy.lock().await;
+        let targets = self.refresh_targets(names)?;
+        let now = now();
+        let mut out = Vec::new();
+        let mut remotes: Vec<String> = targets.iter().map(|(r, _)| r.clone()).collect();
+        remotes.sort();
+        remotes.dedup();
+        for rname in remotes {
+            let remote = self.remote(&rname)?;
+            let mine: Vec<Installed> = targets
+                .iter()
+                .filter(|(r, _)| *r == rname)
+                .map(|(_, i)| i.clone())
+                .collect();
+            let Some(verified) = self.ask(&remote, mine.clone(), Vec::new(), false).await? else {
+                continue;
+            };
+            for o in &verified.answer.results {
+                let Some(i) = mine.iter().find(|i| i.name == o.name) else {
+                    continue;
+                };
+                let (held, skipped) = self.state.read(|s| {
+                    (
+                        held_until(s, &o.name, now),
+                        s.refresh
+                            .skipped
+                            .get(&o.name)
+                            .is_some_and(|r| r.contains(&o.revision)),
+                    )
+                });
+                out.push(PendingRefresh {
+                    name: o.name.clone(),
+                    remote: rname.clone(),
+                    channel: i.channel.clone(),
+                    current: Revision::Store(i.revision),
+                    revision: o.revision,
+                    version: o.version.clone(),
+                    size: o.size,
+                    held: held.map(super::auto::until_text),
+                    skipped,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A channel's shape (the store checks the rest): `[track/]risk[/branch]`.
+pub fn check_channel(channel: &str) -> Result<()> {
+    let parts: Vec<&str> = channel.split('/').collect();
+    let ok = (1..=3).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        });
+    if !ok {
+        return Err(StoreError::BadRequest(format!(
+            "invalid channel {channel:?}: write [TRACK/]RISK[/BRANCH], e.g. stable, 2.x/beta or edge/fix-1"
+        )));
+    }
+    Ok(())
+}
+
+pub fn error_event(name: &str, e: &StoreError) -> StoreEvent {
+    StoreEvent::Error {
+        name: name.to_string(),
+        kind: e.kind().as_str().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Drops the oldest partial downloads until `incoming` more bytes fit under the limit.
+fn make_room(cache: &std::path::Path, incoming: u64) {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let md = e.metadata().ok()?;
+            Some((md.modified().ok()?, md.len(), e.path()))
+        })
+        .collect();
+    files.sort();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    for (_, len, path) in files {
+        if total + incoming <= CACHE_LIMIT {
+            break;
+        }
+        tracing::info!(path = %path.display(), "dropping a partial download to make room");
+        let _ = std::fs::remove_file(&path);
+        total -= len;
+    }
+}
