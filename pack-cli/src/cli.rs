@@ -19,6 +19,10 @@ pub const DEFAULT_SOCKET: &str = "/run/packd.socket";
 Examples:
   pack pack ./hello                      build hello_1.0_amd64.pack from a directory
   sudo pack install hello_1.0_amd64.pack --dangerous
+  sudo pack remote add mystore http://store.example:8080 --trust root.assert
+  pack find hello
+  sudo pack install hello                install hello from a store (latest/stable)
+  pack refresh --list                    what a refresh would bring
   pack list
   pack run hello -- --greeting hi
   pack connections hello
@@ -62,7 +66,12 @@ pub enum Command {
         #[command(subcommand)]
         command: BaseCommand,
     },
-    /// Install a package file, or refresh an installed pack to it.
+    /// Install a pack from a store, or a package file (root).
+    ///
+    /// NAME|FILE is a file when it names an existing file, contains a '/' or ends in '.pack';
+    /// otherwise it is a pack name, installed from a store (see 'pack remote'): the revision
+    /// that --channel offers is downloaded, its signature and digest verified against the
+    /// store's assertions, and installed. With several remotes, --remote says which one.
     ///
     /// Local files carry no store signature, so they need --dangerous. Installing a file of a
     /// pack that is already installed is a refresh to a new local revision (x1, x2, ...): its
@@ -70,12 +79,48 @@ pub enum Command {
     /// through the health window (pack get system refresh.health-window), and any failure
     /// puts the previous revision back, with its data as it was.
     Install(InstallArgs),
+    /// Refresh packs installed from a store to what their channel offers (root), or show and
+    /// manage refreshes.
+    ///
+    /// Without NAME, every pack installed from a store. Each refresh is a change of its own: a
+    /// pack that fails is put back as it was and the others go on. packd also refreshes on its
+    /// own, on a timer (--time); --hold postpones that.
+    Refresh(RefreshArgs),
+    /// Make an installed pack follow another channel (root). Nothing is downloaded: the next
+    /// refresh brings what that channel offers.
+    Switch(SwitchArgs),
+    /// Search the stores for packs (no root needed).
+    ///
+    /// Asks every remote (or only --remote) for the packs whose name or summary contains
+    /// QUERY; without QUERY, for all of them.
+    Find(FindArgs),
+    /// Manage the stores packs are installed from (add and remove need root).
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
+    },
+    /// Show the assertions of TYPE the device keeps, optionally only those whose headers match.
+    ///
+    /// Types: root-key, account-key, pack-declaration, pack-revision, refresh. The output is
+    /// each assertion's full text (signature included), separated by blank lines, ready for
+    /// 'pack ack' on another device.
+    Known(KnownArgs),
+    /// Add assertions from a file to the device's database (root).
+    ///
+    /// Each assertion must verify against the keys the device trusts (the roots of its
+    /// remotes, see 'pack remote add'). An assertion older than the revision the device keeps
+    /// changes nothing.
+    Ack(AckArgs),
     /// Remove a pack: its services stopped, its remove hook run, its connections undone, its
     /// apps, every revision and all of its data removed (with --purge, its logs too).
     Remove(RemoveArgs),
     /// List installed packs.
     List(ListArgs),
-    /// Show details of an installed pack.
+    /// Show details of a pack: as installed, and as its store offers it.
+    ///
+    /// For a pack installed from a store, and for a pack that is not installed, packd asks the
+    /// store for its channels (a pack installed from a local file has none). When the store
+    /// cannot be reached, an installed pack's details are still shown.
     Info(InfoArgs),
     /// Show how an app is confined (for debugging).
     Debug {
@@ -281,14 +326,154 @@ pub struct BaseBuildArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
-    /// The package file.
-    pub file: PathBuf,
-    /// Install a package that carries no store signature.
+    /// A pack name (from a store), or a package file (a path, or a name ending in .pack).
+    #[arg(value_name = "NAME|FILE")]
+    pub target: PathBuf,
+    /// Install a package file that carries no store signature (files only).
     #[arg(long)]
     pub dangerous: bool,
-    /// Print the change id and return without waiting.
+    /// The channel to install from and follow afterwards: [TRACK/]RISK[/BRANCH], e.g.
+    /// stable, beta, 2.x/edge [default: stable] (store installs only).
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
+    /// The remote to install from [default: the only one, or the one that has the pack]
+    /// (store installs only).
+    #[arg(long, value_name = "REMOTE")]
+    pub remote: Option<String>,
+    /// Print the change id(s) and return without waiting (a store install still waits for
+    /// its download).
     #[arg(long)]
     pub no_wait: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("view").args(["list", "time"])))]
+pub struct RefreshArgs {
+    /// The packs [default: every pack installed from a store]. With --hold and --unhold, the
+    /// packs whose auto-refresh to hold [default: all of them].
+    pub names: Vec<String>,
+    /// Switch the named packs to this channel (e.g. beta) and refresh them to what it offers.
+    #[arg(
+        long,
+        value_name = "CHANNEL",
+        requires = "names",
+        conflicts_with_all = ["list", "time", "hold", "unhold"]
+    )]
+    pub channel: Option<String>,
+    /// Show what a refresh would bring, without refreshing (no root needed).
+    #[arg(long, conflicts_with_all = ["time", "hold", "unhold", "no_wait"])]
+    pub list: bool,
+    /// Show when packd refreshes on its own: the timer, the last and next refresh, the holds
+    /// (no root needed).
+    #[arg(long, conflicts_with_all = ["names", "hold", "unhold", "no_wait"])]
+    pub time: bool,
+    /// Hold auto-refresh of NAME (or of every pack) for DURATION (e.g. 24h, 3days), or
+    /// forever when DURATION is not given (root). Spell it --hold=DURATION: a word after a
+    /// bare --hold is a NAME.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "forever",
+        conflicts_with_all = ["unhold", "no_wait"]
+    )]
+    pub hold: Option<String>,
+    /// Lift a hold on NAME's auto-refresh (or the hold on all packs) (root).
+    #[arg(long, conflicts_with = "no_wait")]
+    pub unhold: bool,
+    /// Print JSON (with --list or --time).
+    #[arg(long, requires = "view")]
+    pub json: bool,
+    /// Print the change ids and return without waiting (after the downloads).
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SwitchArgs {
+    /// The pack, installed from a store.
+    pub name: String,
+    /// The channel to follow from now on: [TRACK/]RISK[/BRANCH], e.g. beta.
+    #[arg(long, value_name = "CHANNEL", required = true)]
+    pub channel: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FindArgs {
+    /// Words to look for in pack names and summaries [default: everything].
+    pub query: Option<String>,
+    /// Search only this remote [default: all of them].
+    #[arg(long, value_name = "REMOTE")]
+    pub remote: Option<String>,
+    /// Print JSON: an array of {"name", "remote", "publisher", "summary", "version"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RemoteCommand {
+    /// Trust a store and install from it (root).
+    ///
+    /// ROOT.assert is the store's root-key assertion (pack-store writes it as root.assert),
+    /// got from its operator by a channel you trust: everything installed from the remote is
+    /// checked against it. URL is where the store serves its API, e.g. http://host:8080.
+    Add(RemoteAddArgs),
+    /// Stop trusting a store (root).
+    Remove(RemoteRemoveArgs),
+    /// List the remotes: their URL, the store they are (its authority) and the installed
+    /// packs that come from them.
+    List(JsonArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RemoteAddArgs {
+    /// A name for the remote, used by --remote elsewhere.
+    pub name: String,
+    /// The store's URL.
+    pub url: String,
+    /// The store's root-key assertion.
+    #[arg(long, value_name = "ROOT.assert", required = true)]
+    pub trust: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RemoteRemoveArgs {
+    /// The remote.
+    pub name: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KnownArgs {
+    /// The assertion type: root-key, account-key, pack-declaration, pack-revision or refresh.
+    #[arg(value_name = "TYPE")]
+    pub kind: String,
+    /// Only the assertions whose header HEADER is VALUE (all of them must match), e.g.
+    /// pack-id=... or public-key-id=....
+    #[arg(value_name = "HEADER=VALUE", value_parser = parse_header_filter)]
+    pub filters: Vec<(String, String)>,
+    /// Only the assertions of this remote [default: all of them].
+    #[arg(long, value_name = "REMOTE")]
+    pub remote: Option<String>,
+    /// Print JSON: an array of {"remote", "kind", "headers", "text"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `HEADER=VALUE` as a pair; a usage error otherwise.
+pub fn parse_header_filter(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((h, v)) if !h.is_empty() => Ok((h.to_string(), v.to_string())),
+        _ => Err(format!(
+            "{s:?} is not HEADER=VALUE; for example pack-id=abc123"
+        )),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AckArgs {
+    /// A file of one or more assertions (as 'pack known' prints them).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -354,7 +539,7 @@ pub struct InterfaceArgs {
 pub struct InfoArgs {
     /// The pack.
     pub name: String,
-    /// Print JSON.
+    /// Print JSON: {"installed": ... or null, "store": ... or null}.
     #[arg(long)]
     pub json: bool,
 }
@@ -381,4 +566,57 @@ pub enum DebugCommand {
         /// NAME or NAME.APP.
         app: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn header_filters_need_an_equals_sign() {
+        assert_eq!(
+            parse_header_filter("pack-id=a=b"),
+            Ok(("pack-id".into(), "a=b".into()))
+        );
+        assert!(
+            parse_header_filter("pack-id")
+                .unwrap_err()
+                .contains("\"pack-id\"")
+        );
+        assert!(parse_header_filter("=x").is_err());
+    }
+
+    #[test]
+    fn hold_takes_its_duration_only_after_an_equals_sign() {
+        let refresh = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Command::Refresh(r),
+                ..
+            }) => r,
+            other => panic!("{other:?}"),
+        };
+        let r = refresh(&["pack", "refresh", "--hold", "hello"]);
+        assert_eq!(r.hold.as_deref(), Some("forever"));
+        assert_eq!(r.names, ["hello"]);
+        let r = refresh(&["pack", "refresh", "--hold=24h"]);
+        assert_eq!(r.hold.as_deref(), Some("24h"));
+        assert!(r.names.is_empty());
+        assert!(Cli::try_parse_from(["pack", "refresh", "--list", "--hold"]).is_err());
+        assert!(Cli::try_parse_from(["pack", "refresh", "--channel", "beta", "--list"]).is_err());
+        assert!(Cli::try_parse_from(["pack", "refresh", "--json"]).is_err());
+        assert!(Cli::try_parse_from(["pack", "refresh", "--channel", "beta"]).is_err());
+        assert_eq!(
+            refresh(&["pack", "refresh", "hello", "--channel", "beta"])
+                .channel
+                .as_deref(),
+            Some("beta")
+        );
+        assert!(refresh(&["pack", "refresh", "--time", "--json"]).json);
+    }
 }

@@ -152,6 +152,30 @@ impl Client {
             .body(empty())
             .map_err(protocol)?;
         let resp = self.send(req).await?;
+        Self::stream(resp).await
+    }
+
+    /// `POST path` with a JSON body, answered with a stream (a store install or refresh:
+    /// `application/x-ndjson`): the response, once its status is known to be a success; a
+    /// refusal before the stream starts (an error envelope) becomes [`ClientError::Api`].
+    pub async fn post_stream(
+        &self,
+        path: &str,
+        value: &impl Serialize,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let json = serde_json::to_vec(value).map_err(protocol)?;
+        let req = Self::request(Method::POST, path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(full(json))
+            .map_err(protocol)?;
+        let resp = self.send(req).await?;
+        Self::stream(resp).await
+    }
+
+    /// A streamed answer: itself when it is a success, else its error envelope as an error.
+    async fn stream(
+        resp: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -169,6 +193,20 @@ impl Client {
     /// `POST path` with a JSON body; returns the envelope (async answers carry a change id).
     pub async fn post_json(&self, path: &str, value: &impl Serialize) -> Result<Envelope> {
         self.send_json(Method::POST, path, value).await
+    }
+
+    /// `POST path` with `body` as it is, of `content_type` (assertions for `/v2/assertions`).
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Envelope> {
+        let req = Self::request(Method::POST, path)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(full(body))
+            .map_err(protocol)?;
+        self.call(req).await
     }
 
     /// `PUT path` with a JSON body.

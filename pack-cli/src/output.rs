@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// For list commands: prints `items` as JSON with `--json`, or `empty` (on stderr) when there
 /// are none; true when that was all there was to print, false when a table should follow.
@@ -63,6 +63,27 @@ pub fn bytes_bar(total: u64, message: &str) -> ProgressBar {
     bar
 }
 
+/// Room for several bars at once (downloads side by side) on stderr; draws nothing when stderr
+/// is not a terminal, also for the bars added to it.
+pub fn multi_bars() -> MultiProgress {
+    if !std::io::stderr().is_terminal() {
+        return MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
+    }
+    MultiProgress::new()
+}
+
+/// A size as snap writes it: decimal units, rounded down (`999B`, `12kB`, `3MB`).
+pub fn human_size(bytes: u64) -> String {
+    let mut n = bytes;
+    for unit in ["B", "kB", "MB", "GB", "TB", "PB"] {
+        if n < 1000 {
+            return format!("{n}{unit}");
+        }
+        n /= 1000;
+    }
+    format!("{n}EB")
+}
+
 /// A bar on stderr counting a change's tasks (`3/9`), with the task under way as its message;
 /// hidden when stderr is not a terminal.
 pub fn tasks_bar() -> ProgressBar {
@@ -88,4 +109,16 @@ pub fn spinner(message: &str) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(100));
     bar.set_message(message.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_are_in_decimal_units_rounded_down() {
+        assert_eq!(super::human_size(0), "0B");
+        assert_eq!(super::human_size(999), "999B");
+        assert_eq!(super::human_size(1000), "1kB");
+        assert_eq!(super::human_size(12_345_678), "12MB");
+        assert_eq!(super::human_size(u64::MAX), "18EB");
+    }
 }

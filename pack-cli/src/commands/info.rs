@@ -1,19 +1,96 @@
-//! `pack info NAME [--json]`.
+//! `pack info NAME [--json]`: the installed pack (if it is), and the store's view of it (if it
+//! comes from a store or is not installed): publisher and channel map.
 
+use packd_api::ErrorKind;
+use packd_api::store::{ChannelEntry, StorePackInfo};
 use packd_api::types::PackInfo;
+use serde::Serialize;
 
+use super::query::{encode, with_query};
 use crate::cli::InfoArgs;
-use crate::client::Client;
+use crate::client::{Client, ClientError};
+
+/// `--json`: both views, `null` when there is none.
+#[derive(Debug, Serialize)]
+struct Info {
+    installed: Option<PackInfo>,
+    store: Option<StorePackInfo>,
+}
 
 pub async fn run(client: &Client, args: &InfoArgs) -> anyhow::Result<()> {
-    let info: PackInfo = client.get(&format!("/v2/packs/{}", args.name)).await?;
+    let name = encode(&args.name);
+    let installed = match client.get::<PackInfo>(&format!("/v2/packs/{name}")).await {
+        Ok(info) => Some(info),
+        Err(ClientError::Api { kind, .. }) if kind == ErrorKind::PackNotFound.as_str() => None,
+        Err(e) => return Err(e.into()),
+    };
+    // A pack installed from a file has no store to ask.
+    let ask_store = installed.as_ref().is_none_or(|i| i.remote.is_some());
+    let (store, unreachable) = if ask_store {
+        let remote = installed.as_ref().and_then(|i| i.remote.as_deref());
+        let pairs: Vec<(&str, &str)> = remote.map(|r| ("remote", r)).into_iter().collect();
+        let path = with_query(&format!("/v2/store/packs/{name}"), &pairs);
+        match client.get::<StorePackInfo>(&path).await {
+            Ok(s) => (Some(s), None),
+            // Not installed, and the store does not have it (or cannot say): that is the answer.
+            Err(e) if installed.is_none() => return Err(e.into()),
+            Err(e) => (None, Some(store_problem(&e))),
+        }
+    } else {
+        (None, None)
+    };
     if args.json {
+        if let Some(message) = &unreachable {
+            eprintln!("warning: store: {message}");
+        }
+        let info = Info { installed, store };
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
     }
+    match &installed {
+        Some(info) => print_installed(info, store.as_ref()),
+        None => {
+            if let Some(s) = &store {
+                print_store_only(s);
+            }
+        }
+    }
+    if let Some(s) = &store {
+        println!("channels:");
+        for row in channel_rows(&s.channels) {
+            println!("  {row}");
+        }
+    }
+    if let Some(message) = unreachable {
+        println!("store:       {message}");
+    }
+    Ok(())
+}
+
+/// Why the store could not say, for an installed pack: `unreachable (…)` when it could not be
+/// asked, else its answer.
+fn store_problem(e: &ClientError) -> String {
+    match e {
+        ClientError::Api { kind, message, .. } if kind != ErrorKind::StoreUnavailable.as_str() => {
+            message.clone()
+        }
+        e => format!("unreachable ({e})"),
+    }
+}
+
+fn print_installed(info: &PackInfo, store: Option<&StorePackInfo>) {
     println!("name:        {}", info.name);
     if let Some(s) = &info.summary {
         println!("summary:     {s}");
+    }
+    if let Some(s) = store {
+        println!("publisher:   {}", s.publisher);
+    }
+    if let Some(r) = &info.remote {
+        println!("remote:      {r}");
+    }
+    if let Some(t) = &info.tracking {
+        println!("tracking:    {t}");
     }
     println!("version:     {}", info.version);
     println!("revision:    {}", info.revision);
@@ -30,10 +107,7 @@ pub async fn run(client: &Client, args: &InfoArgs) -> anyhow::Result<()> {
     println!("mounted at:  {}", info.mount.display());
     println!("sha3-384:    {}", info.sha3_384);
     if let Some(d) = &info.description {
-        println!("description: |");
-        for line in d.lines() {
-            println!("  {line}");
-        }
+        print_description(d);
     }
     if !info.apps.is_empty() {
         println!("apps:");
@@ -56,5 +130,112 @@ pub async fn run(client: &Client, args: &InfoArgs) -> anyhow::Result<()> {
             r.install_date
         );
     }
-    Ok(())
+}
+
+fn print_store_only(s: &StorePackInfo) {
+    println!("name:        {}", s.name);
+    println!("summary:     {}", s.summary);
+    println!("publisher:   {}", s.publisher);
+    println!("remote:      {}", s.remote);
+    if let Some(t) = &s.tracking {
+        println!("tracking:    {t}");
+    }
+    println!("pack-id:     {}", s.pack_id);
+    if !s.description.is_empty() {
+        print_description(&s.description);
+    }
+}
+
+fn print_description(d: &str) {
+    println!("description: |");
+    for line in d.lines() {
+        println!("  {line}");
+    }
+}
+
+/// The channel map as `snap info` shows it: `CHANNEL: VERSION REV SIZE` in aligned columns,
+/// `^` for a channel that offers what the channel it follows does, `--` for one that offers
+/// nothing.
+fn channel_rows(channels: &[ChannelEntry]) -> Vec<String> {
+    let offered = |c: &str| {
+        channels
+            .iter()
+            .find(|e| e.channel == c)
+            .and_then(|e| e.revision)
+    };
+    let cells: Vec<(String, Option<[String; 3]>, &str)> = channels
+        .iter()
+        .map(|e| {
+            let label = format!("{}:", e.channel);
+            match (e.revision, &e.follows) {
+                (None, _) => (label, None, "--"),
+                (Some(rev), Some(f)) if offered(f) == Some(rev) => (label, None, "^"),
+                (Some(rev), _) => (
+                    label,
+                    Some([
+                        e.version.clone().unwrap_or_else(|| "-".into()),
+                        rev.to_string(),
+                        e.size
+                            .map(crate::output::human_size)
+                            .unwrap_or_else(|| "-".into()),
+                    ]),
+                    "",
+                ),
+            }
+        })
+        .collect();
+    let label_w = cells.iter().map(|c| c.0.chars().count()).max().unwrap_or(0);
+    let mut widths = [0usize; 3];
+    for cols in cells.iter().filter_map(|c| c.1.as_ref()) {
+        for (w, col) in widths.iter_mut().zip(cols) {
+            *w = (*w).max(col.chars().count());
+        }
+    }
+    cells
+        .into_iter()
+        .map(|(label, cols, mark)| {
+            let rest = match cols {
+                Some([v, r, s]) => {
+                    format!("{v:<w0$}  {r:<w1$}  {s}", w0 = widths[0], w1 = widths[1])
+                }
+                None => mark.to_string(),
+            };
+            format!("{label:<label_w$} {rest}")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(channel: &str, revision: Option<u32>, follows: Option<&str>) -> ChannelEntry {
+        ChannelEntry {
+            channel: channel.into(),
+            revision,
+            version: revision.map(|r| format!("1.{r}")),
+            size: revision.map(|r| u64::from(r) * 1_500_000),
+            follows: follows.map(String::from),
+            released_at: None,
+        }
+    }
+
+    #[test]
+    fn channels_show_versions_followers_and_gaps() {
+        let rows = channel_rows(&[
+            entry("latest/stable", Some(3), None),
+            entry("latest/candidate", Some(3), Some("latest/stable")),
+            entry("latest/beta", Some(12), None),
+            entry("latest/edge", None, None),
+        ]);
+        assert_eq!(
+            rows,
+            [
+                "latest/stable:    1.3   3   4MB",
+                "latest/candidate: ^",
+                "latest/beta:      1.12  12  18MB",
+                "latest/edge:      --",
+            ]
+        );
+    }
 }

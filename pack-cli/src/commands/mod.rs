@@ -1,16 +1,22 @@
 //! One module per command; each returns the process exit status.
 
+mod assertions;
 mod change;
 mod changes;
 mod config;
 mod connections;
 mod debug;
+mod find;
 mod info;
 mod install;
 mod list;
+mod query;
+mod refresh;
+mod remote;
 mod remove;
 mod run;
 mod services;
+mod store_events;
 
 use crate::cli::{Cli, Command};
 use crate::client::Client;
@@ -24,6 +30,12 @@ pub async fn dispatch(cli: Cli) -> i32 {
         // Building links libsquashfs, which `pack` does not: `pack-build` does it.
         Command::Pack(_) | Command::Base { .. } => build_helper(),
         Command::Install(args) => install::run(&client, &args).await,
+        Command::Refresh(args) => refresh::run(&client, &args).await,
+        Command::Switch(args) => refresh::switch(&client, &args).await,
+        Command::Find(args) => find::run(&client, &args).await,
+        Command::Remote { command } => remote::run(&client, &command).await,
+        Command::Known(args) => assertions::known(&client, &args).await,
+        Command::Ack(args) => assertions::ack(&client, &args).await,
         Command::Remove(args) => remove::run(&client, &args).await,
         Command::List(args) => list::run(&client, &args).await,
         Command::Info(args) => info::run(&client, &args).await,

@@ -12,8 +12,8 @@ pub async fn run(client: &Client, args: &RemoveArgs) -> anyhow::Result<()> {
                 &format!("/v2/packs/{name}"),
                 &PackAction {
                     action: "remove".into(),
-                    revision: None,
                     purge: args.purge,
+                    ..Default::default()
                 },
             )
             .await?;
@@ -35,7 +35,7 @@ pub async fn revert(client: &Client, args: &RevertArgs) -> anyhow::Result<()> {
             &PackAction {
                 action: "revert".into(),
                 revision: args.revision.clone(),
-                purge: false,
+                ..Default::default()
             },
         )
         .await?;
