@@ -10,6 +10,7 @@
 
 mod mounts;
 pub mod probe;
+pub mod proxy;
 mod run;
 pub mod store;
 pub mod systemd;

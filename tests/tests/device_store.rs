@@ -1,0 +1,392 @@
+//! A real packd installing from a real `pack-store` on loopback: remotes, install by name
+//! with its base, channels and fall-through, refresh by hand and by timer, holds, switch,
+//! revocation, key rotation, a failing revision skipped and reported; and, through a proxy
+//! in the middle, every bad answer refused with the device left exactly as it was.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use packd_tests::proxy::{Mode, Proxy};
+use packd_tests::store::{StoreServer, pack_store};
+use packd_tests::{Env, busybox_base, require_root, write_pack_dir};
+
+/// A `hello` of `version`; with `failing`, its post-refresh hook fails.
+fn hello(env: &Env, version: &str, failing: bool) -> PathBuf {
+    let parent = env.dir.path().join(format!("src-{version}"));
+    fs::create_dir_all(&parent).unwrap();
+    let mut files = vec![("bin/hello", format!("#!/bin/sh\necho hello {version}\n"))];
+    if failing {
+        files.push((
+            "meta/hooks/post-refresh",
+            "#!/bin/sh\necho broken >&2\nexit 1\n".into(),
+        ));
+    }
+    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let dir = write_pack_dir(
+        &parent,
+        "hello",
+        &format!(
+            "name: hello\nversion: '{version}'\nsummary: Says hello\nbase: busybox\napps:\n  hello:\n    command: bin/hello\n"
+        ),
+        &files,
+    );
+    let built = env.build(&dir);
+    let kept = env.dir.path().join(format!("hello_{version}.pack"));
+    fs::rename(built, &kept).unwrap();
+    kept
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// Publishes busybox (stable) and registers hello.
+fn store_with_base() -> StoreServer {
+    let store = StoreServer::start();
+    store.publish(&["register", "busybox"]).ok();
+    store.publish(&["register", "hello"]).ok();
+    store
+        .publish(&[
+            "upload",
+            busybox_base().to_str().unwrap(),
+            "--release",
+            "stable",
+        ])
+        .ok();
+    store
+}
+
+fn upload(store: &StoreServer, file: &Path, channels: &str) -> u64 {
+    let out = store.publish(&[
+        "upload",
+        file.to_str().unwrap(),
+        "--release",
+        channels,
+        "--json",
+    ]);
+    json(&out.ok())["revision"].as_u64().unwrap()
+}
+
+/// (revision, tracking channel) of an installed pack.
+fn installed(env: &Env, name: &str) -> Option<(String, String)> {
+    let list = json(&env.pack(["list", "--json"]).ok());
+    list.as_array()?
+        .iter()
+        .find(|p| p["name"] == name)
+        .map(|p| {
+            (
+                p["revision"].as_str().unwrap_or("").to_string(),
+                p["tracking"].as_str().unwrap_or("").to_string(),
+            )
+        })
+}
+
+fn revision(env: &Env, name: &str) -> String {
+    installed(env, name).map(|(r, _)| r).unwrap_or_default()
+}
+
+/// Waits up to `secs` for `check`.
+fn within(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn add_remote(env: &Env, name: &str, url: &str, store: &StoreServer) {
+    let out = env
+        .pack([
+            "remote",
+            "add",
+            name,
+            url,
+            "--trust",
+            store.root_assert().to_str().unwrap(),
+        ])
+        .ok();
+    assert!(out.contains(&format!("remote {name} added")), "{out}");
+}
+
+#[test]
+fn a_device_installs_by_name_and_keeps_itself_up_to_date() {
+    require_root!();
+    let env = Env::new();
+    let store = store_with_base();
+    let v1 = hello(&env, "1.0", false);
+    let v2 = hello(&env, "2.0", false);
+    assert_eq!(upload(&store, &v1, "stable"), 1);
+    assert_eq!(upload(&store, &v2, "beta"), 2);
+    env.pack(["set", "system", "refresh.health-window=0s"]).ok();
+    add_remote(&env, "acme", &store.url, &store);
+    let remotes = json(&env.pack(["remote", "list", "--json"]).ok());
+    assert_eq!(remotes[0]["name"], "acme");
+
+    // Search and info come from the store.
+    let found = json(&env.pack(["find", "hello", "--json"]).ok());
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["name"], "hello");
+    let info = json(&env.pack(["info", "hello", "--json"]).ok());
+    assert!(info["installed"].is_null());
+    let channels = info["store"]["channels"].as_array().unwrap();
+    assert!(
+        channels
+            .iter()
+            .any(|c| c["channel"] == "latest/beta" && c["revision"] == 2)
+    );
+
+    // Install by name pulls in the base, from the same store.
+    let out = env.pack(["install", "hello"]).ok();
+    assert!(out.contains("hello 1.0 (1) installed"), "{out}");
+    assert_eq!(installed(&env, "busybox").unwrap().0, "1");
+    assert_eq!(
+        installed(&env, "hello").unwrap(),
+        ("1".into(), "latest/stable".into())
+    );
+    assert_eq!(env.pack(["run", "hello"]).ok(), "hello 1.0\n");
+    let known = json(
+        &env.pack(["known", "pack-revision", "pack-revision=1", "--json"])
+            .ok(),
+    );
+    assert_eq!(
+        known.as_array().unwrap().len(),
+        2,
+        "busybox's and hello's: {known}"
+    );
+    env.pack(["install", "hello"]).fails(1);
+
+    // candidate is empty: it follows stable, so nothing changes.
+    env.pack(["switch", "hello", "--channel", "candidate"]).ok();
+    assert_eq!(installed(&env, "hello").unwrap().1, "candidate");
+    let err = env.pack(["refresh", "hello"]);
+    assert_eq!(err.code, 0, "{err:?}");
+    assert_eq!(revision(&env, "hello"), "1");
+
+    // By hand, to beta.
+    let pending = json(&env.pack(["refresh", "--list", "--json"]).ok());
+    assert!(pending.as_array().unwrap().is_empty(), "{pending}");
+    let out = env.pack(["refresh", "hello", "--channel", "beta"]).ok();
+    assert!(out.contains("hello 2.0 (2) refreshed"), "{out}");
+    assert_eq!(
+        installed(&env, "hello").unwrap(),
+        ("2".into(), "latest/beta".into())
+    );
+    assert_eq!(env.pack(["run", "hello"]).ok(), "hello 2.0\n");
+
+    // By the timer.
+    let v3 = hello(&env, "3.0", false);
+    assert_eq!(upload(&store, &v3, "beta"), 3);
+    env.pack(["set", "system", "refresh.timer=every 2s"]).ok();
+    within(30, "the timer refreshes hello to 3", || {
+        revision(&env, "hello") == "3"
+    });
+    let time = json(&env.pack(["refresh", "--time", "--json"]).ok());
+    assert_eq!(time["timer"], "every 2s");
+    assert!(
+        time["last"].is_string() && time["next"].is_string(),
+        "{time}"
+    );
+
+    // Held: the timer leaves it alone until unheld.
+    env.pack(["refresh", "--hold"]).ok();
+    let v4 = hello(&env, "4.0", false);
+    assert_eq!(upload(&store, &v4, "beta"), 4);
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(revision(&env, "hello"), "3");
+    let time = json(&env.pack(["refresh", "--time", "--json"]).ok());
+    assert_eq!(time["holds"]["*"], "forever");
+    let pending = json(&env.pack(["refresh", "--list", "--json"]).ok());
+    assert_eq!(pending[0]["revision"], 4);
+    assert_eq!(pending[0]["held"], "forever");
+    env.pack(["refresh", "--unhold"]).ok();
+    within(30, "the timer refreshes hello to 4", || {
+        revision(&env, "hello") == "4"
+    });
+
+    // Revoked: the device refreshes away from it, to the revision it still has.
+    store.publish(&["revoke", "hello", "4"]).ok();
+    within(30, "hello goes back to 3", || {
+        revision(&env, "hello") == "3"
+    });
+
+    // A new signing key; then the old one revoked: the device still trusts the store.
+    let old_key =
+        json(&env.pack(["known", "account-key", "--json"]).ok())[0]["headers"]["public-key-id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let dir = store.store.to_str().unwrap();
+    pack_store(None, None, &["key", "rotate", dir]).ok();
+    let v5 = hello(&env, "5.0", false);
+    assert_eq!(upload(&store, &v5, "beta"), 5);
+    within(30, "hello refreshes to 5", || {
+        revision(&env, "hello") == "5"
+    });
+    pack_store(None, None, &["key", "revoke", dir, &old_key]).ok();
+    let v6 = hello(&env, "6.0", false);
+    assert_eq!(upload(&store, &v6, "beta"), 6);
+    within(30, "hello refreshes to 6", || {
+        revision(&env, "hello") == "6"
+    });
+    let keys = json(&env.pack(["known", "account-key", "--json"]).ok());
+    let revoked = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["headers"]["public-key-id"] == old_key.as_str())
+        .unwrap();
+    assert!(revoked["headers"]["revoked"].is_string(), "{keys}");
+
+    // A revision that fails is undone, skipped from then on, and reported.
+    let v7 = hello(&env, "7.0", true);
+    assert_eq!(upload(&store, &v7, "beta"), 7);
+    let failed = || {
+        let changes = json(&env.pack(["changes", "--json"]).ok());
+        changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "Error")
+            .count()
+    };
+    within(30, "the refresh to 7 fails", || failed() == 1);
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(failed(), 1, "auto-refresh tried the failing revision again");
+    assert_eq!(revision(&env, "hello"), "6");
+    let pending = json(&env.pack(["refresh", "--list", "--json"]).ok());
+    assert_eq!(pending[0]["skipped"], true, "{pending}");
+    within(10, "the store has the report", || {
+        let status = json(&store.publish(&["status", "hello", "--json"]).ok());
+        status["reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["revision"] == 7 && r["outcome"] == "reverted")
+    });
+
+    // A remote in use is not removed; the packs stay.
+    let err = env.pack(["remote", "remove", "acme"]).fails(1);
+    assert!(err.contains("busybox, hello come from it"), "{err}");
+}
+
+#[test]
+fn what_a_store_sends_wrong_is_refused_and_leaves_the_device_as_it_was() {
+    require_root!();
+    let env = Env::new();
+    let mut store = store_with_base();
+    let v1 = hello(&env, "1.0", false);
+    upload(&store, &v1, "stable");
+    let proxy = Proxy::start(&store.url);
+
+    // Bad remotes.
+    let root = store.root_assert();
+    let err = env
+        .pack([
+            "remote",
+            "add",
+            "acme",
+            "ftp://x",
+            "--trust",
+            root.to_str().unwrap(),
+        ])
+        .fails(1);
+    assert!(err.contains("invalid store URL"), "{err}");
+    let not_root = env.dir.path().join("not-root.assert");
+    fs::write(&not_root, "hello\n").unwrap();
+    let err = env
+        .pack([
+            "remote",
+            "add",
+            "acme",
+            &proxy.url,
+            "--trust",
+            not_root.to_str().unwrap(),
+        ])
+        .fails(1);
+    assert!(err.contains("not an assertion"), "{err}");
+    let err = env.pack(["install", "hello"]).fails(1);
+    assert!(err.contains("no store is configured"), "{err}");
+    add_remote(&env, "acme", &proxy.url, &store);
+    env.pack(["install", "busybox"]).ok();
+    let before = env.snapshot();
+
+    // Each bad case: one clear error, and nothing under the root changed.
+    let refused = |mode: Mode, expect: &str| {
+        proxy.set(mode.clone());
+        let err = env.pack(["install", "hello"]).fails(1);
+        assert!(err.contains(expect), "{mode:?}: {err}");
+        assert!(revision(&env, "hello").is_empty());
+        let now = env.snapshot();
+        let changed: Vec<_> = now
+            .iter()
+            .filter(|l| !before.contains(l))
+            .filter(|l| {
+                !l.starts_with("var/lib/packd/state.json")
+                    && !l.starts_with("var/cache/packd/downloads/")
+            })
+            .collect();
+        assert!(changed.is_empty(), "{mode:?} changed {changed:?}");
+    };
+    refused(Mode::Down, "cannot be reached");
+    refused(Mode::TamperAnswers, "signature does not verify");
+    refused(Mode::TamperDownloads, "not what the store signed");
+    refused(Mode::CutDownloads(1000), "stopped at 1000 of");
+    let cache = env.root.join("var/cache/packd/downloads");
+    assert_eq!(
+        fs::read_dir(&cache).unwrap().count(),
+        1,
+        "the partial download is kept"
+    );
+
+    // The next try resumes where the cut one stopped.
+    proxy.set(Mode::Pass);
+    let out = env.pack(["install", "hello"]).ok();
+    assert!(out.contains("hello 1.0 (1) installed"), "{out}");
+    assert!(
+        proxy
+            .seen()
+            .iter()
+            .any(|r| r.contains("/v1/download/") && r.ends_with("bytes=1000-")),
+        "{:?}",
+        proxy.seen()
+    );
+    assert_eq!(fs::read_dir(&cache).unwrap().count(), 0);
+
+    // A replayed older answer is refused: the device has seen a newer serial.
+    // (The proxy keeps the first answer to each request; `--list hello` asks what `refresh
+    // hello` asks.)
+    env.pack(["refresh", "--list", "hello"]).ok();
+    let v2 = hello(&env, "2.0", false);
+    upload(&store, &v2, "stable");
+    let pending = json(&env.pack(["refresh", "--list", "hello", "--json"]).ok());
+    assert_eq!(pending[0]["revision"], 2);
+    proxy.set(Mode::ReplayAnswers);
+    let err = env.pack(["refresh", "--list", "hello"]).fails(1);
+    assert!(
+        err.contains("older than") && err.contains("replay"),
+        "{err}"
+    );
+    let err = env.pack(["refresh", "hello"]).fails(1);
+    assert!(err.contains("older than"), "{err}");
+    assert_eq!(revision(&env, "hello"), "1");
+
+    // Assertions by hand: what verifies is added, a stranger's is refused.
+    let err = env.pack(["ack", not_root.to_str().unwrap()]).fails(1);
+    assert!(err.contains("no valid assertions"), "{err}");
+    let other = StoreServer::start();
+    let err = env
+        .pack(["ack", other.root_assert().to_str().unwrap()])
+        .fails(1);
+    assert!(
+        err.contains("no remote trusts store") || err.contains("root key other"),
+        "{err}"
+    );
+
+    // The store gone for good: installed packs keep running.
+    store.stop();
+    proxy.set(Mode::Pass);
+    let err = env.pack(["refresh"]).fails(1);
+    assert!(err.contains("cannot be reached"), "{err}");
+    assert_eq!(env.pack(["run", "hello"]).ok(), "hello 1.0\n");
+}
