@@ -63,6 +63,16 @@ enum Command {
     /// Manage the publishers of the store in DIR.
     #[command(subcommand)]
     Publisher(PublisherCommand),
+    /// Grant a pack of the store in DIR auto-connection of privileged interfaces (the store
+    /// operator's review decision, as snapd's store grants it): its pack-declaration is signed
+    /// again with `allow-auto-connection`. No interfaces: the grant is taken away.
+    Declare {
+        dir: PathBuf,
+        name: String,
+        /// Interfaces whose plugs connect by themselves at install (comma-separated).
+        #[arg(long, value_delimiter = ',', value_name = "IFACE,...")]
+        allow_auto_connection: Vec<String>,
+    },
     /// Manage the store's signing keys (reads the root key).
     #[command(subcommand)]
     Key(KeyCommand),
@@ -193,6 +203,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publisher(PublisherCommand::Add { dir, name }) => {
             let store = store_mock::ops::Store::open(dir)?;
             writeln!(out, "{}", store.add_publisher(name)?)?;
+        }
+        Command::Declare {
+            dir,
+            name,
+            allow_auto_connection,
+        } => {
+            store_mock::ops::declare(dir, name, allow_auto_connection)?;
+            let what = if allow_auto_connection.is_empty() {
+                "no interface".to_string()
+            } else {
+                allow_auto_connection.join(", ")
+            };
+            writeln!(out, "{name} may auto-connect {what}")?;
         }
         Command::Key(KeyCommand::Rotate { dir }) => {
             writeln!(out, "{}", store_mock::ops::rotate_key(dir)?)?;

@@ -394,6 +394,41 @@ pub fn rotate_key(dir: &Path) -> Result<String> {
     Ok(id)
 }
 
+/// `pack-store declare DIR NAME --allow-auto-connection IFACE,...`: signs `NAME`'s
+/// declaration again (a new revision) with the interfaces its plugs may auto-connect.
+pub fn declare(dir: &Path, name: &str, allow: &[String]) -> Result<()> {
+    for iface in allow {
+        if interfaces::find(iface).is_none() {
+            return Err(StoreError::Invalid(format!(
+                "unknown interface {iface:?}; see 'pack interfaces' on a device"
+            )));
+        }
+    }
+    let layout = Layout::new(dir);
+    let mut db = layout.open_db()?;
+    let pack = db
+        .pack(name)?
+        .ok_or_else(|| StoreError::NotFound(format!("this store has no pack named {name:?}")))?;
+    let signing = layout.read_signing_key(&db)?;
+    let decl = db
+        .assertions()?
+        .iter()
+        .filter_map(|t| Assertion::parse(t).ok())
+        .find(|a| a.kind() == Kind::PackDeclaration && a.get("pack-id") == pack.pack_id)
+        .ok_or_else(|| StoreError::Io(format!("{name} has no declaration")))?;
+    let mut b = decl
+        .to_builder()
+        .header("revision", decl.revision() + 1)
+        .header("timestamp", rfc3339(now()));
+    b = b.header("allow-auto-connection", allow.join(","));
+    let signed = b.sign(&signing)?;
+    db.transaction(|db| {
+        db.put_assertion(&signed)?;
+        db.bump()?;
+        Ok(())
+    })
+}
+
 /// `pack-store key revoke DIR KEY`: ends signing key `KEY`; what it signed is signed again
 /// with the current key, so devices keep trusting it through that one alone.
 pub fn revoke_key(dir: &Path, id: &str) -> Result<usize> {

@@ -265,9 +265,64 @@ fn a_device_installs_by_name_and_keeps_itself_up_to_date() {
             .any(|r| r["revision"] == 7 && r["outcome"] == "reverted")
     });
 
+    // The store's declaration grants auto-connection of a privileged interface; without it
+    // the same plug stays unconnected.
+    for name in ["tools", "spy"] {
+        let parent = env.dir.path().join(format!("src-{name}"));
+        fs::create_dir_all(&parent).unwrap();
+        let yaml = format!(
+            "name: {name}\nversion: '1'\nbase: busybox\nplugs:\n  mounts:\n    interface: mount-observe\napps:\n  {name}:\n    command: bin/run\n"
+        );
+        let dir = write_pack_dir(&parent, name, &yaml, &[("bin/run", "#!/bin/sh\ntrue\n")]);
+        store.publish(&["register", name]).ok();
+        upload(&store, &env.build(&dir), "stable");
+    }
+    let granted = pack_store(
+        None,
+        None,
+        &[
+            "declare",
+            dir,
+            "tools",
+            "--allow-auto-connection",
+            "mount-observe",
+        ],
+    );
+    assert!(
+        granted
+            .ok()
+            .contains("tools may auto-connect mount-observe")
+    );
+    // The serving store picks up what another process changed within a second.
+    let id = json(&store.publish(&["status", "tools", "--json"]).ok())["pack-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    within(10, "the store serves the new declaration", || {
+        ureq::get(&format!(
+            "{}/v1/assertions/pack-declaration/{id}",
+            store.url
+        ))
+        .call()
+        .ok()
+        .and_then(|r| r.into_string().ok())
+        .is_some_and(|t| t.contains("allow-auto-connection: mount-observe"))
+    });
+    env.pack(["install", "tools"]).ok();
+    env.pack(["install", "spy"]).ok();
+    let slot = |name: &str| {
+        let c = json(&env.pack(["connections", name, "--json"]).ok());
+        c[0]["slot"].clone()
+    };
+    assert_eq!(slot("tools"), "system:mount-observe");
+    assert!(slot("spy").is_null(), "{}", slot("spy"));
+
     // A remote in use is not removed; the packs stay.
     let err = env.pack(["remote", "remove", "acme"]).fails(1);
-    assert!(err.contains("busybox, hello come from it"), "{err}");
+    assert!(
+        err.contains("busybox, hello, spy, tools come from it"),
+        "{err}"
+    );
 }
 
 #[test]

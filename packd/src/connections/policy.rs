@@ -127,7 +127,20 @@ pub fn auto_connections(state: &State, name: &str) -> Vec<Connection> {
             {
                 continue;
             }
-            let Some(found) = interfaces::auto_connect(&pack.name, plug, &list) else {
+            // A privileged interface connects by itself only when the pack's store declared
+            // it may (snapd's store declarations), and then only to the one fitting slot.
+            let granted = pack
+                .tracking
+                .as_ref()
+                .is_some_and(|t| t.grants.contains(&plug.interface));
+            let found = interfaces::auto_connect(&pack.name, plug, &list).or_else(|| {
+                let found = interfaces::candidates(&pack.name, plug, &list);
+                match found.as_slice() {
+                    [only] if granted => Some(only.clone()),
+                    _ => None,
+                }
+            });
+            let Some(found) = found else {
                 continue;
             };
             // Only what this pack's arrival makes possible.

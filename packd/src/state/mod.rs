@@ -106,6 +106,9 @@ pub struct Tracking {
     pub remote: String,
     pub pack_id: String,
     pub channel: String,
+    /// Privileged interfaces its store's declaration lets its plugs auto-connect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
 }
 
 /// Auto-refresh's memory.

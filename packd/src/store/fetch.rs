@@ -221,8 +221,14 @@ impl StoreManager {
     }
 
     /// The signed facts about `offer`: its declaration names it, its revision assertion has
-    /// its digest and size and is not revoked.
-    fn check_offer(&self, remote: &Remote, verified: &Verified, offer: &Offer) -> Result<()> {
+    /// its digest and size and is not revoked. Returns the interfaces the declaration lets
+    /// it auto-connect.
+    fn check_offer(
+        &self,
+        remote: &Remote,
+        verified: &Verified,
+        offer: &Offer,
+    ) -> Result<Vec<String>> {
         let find = |kind: Kind, key: &[&str]| -> Result<Option<Assertion>> {
             if let Some(a) = verified
                 .assertions
@@ -258,7 +264,13 @@ impl StoreManager {
                 offer.name
             )));
         }
-        Ok(())
+        Ok(decl
+            .header("allow-auto-connection")
+            .unwrap_or("")
+            .split(',')
+            .filter(|i| !i.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// Downloads and checks `offer`, and plans its install; the change, started.
@@ -269,11 +281,12 @@ impl StoreManager {
         offer: &Offer,
         events: &Events,
     ) -> Result<Started> {
-        self.check_offer(remote, verified, offer)?;
+        let grants = self.check_offer(remote, verified, offer)?;
         let tracking = Tracking {
             remote: remote.name.clone(),
             pack_id: offer.pack_id.clone(),
             channel: offer.channel.clone(),
+            grants,
         };
         let started = |change| Started {
             name: offer.name.clone(),
