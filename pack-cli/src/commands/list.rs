@@ -10,7 +10,7 @@ pub async fn run(client: &Client, args: &ListArgs) -> anyhow::Result<()> {
     if crate::output::json_or_empty(
         args.json,
         &packs,
-        "No packs are installed yet. Try 'pack install FILE --dangerous'.",
+        "No packs are installed yet. Try 'pack install NAME' (see 'pack find') or 'pack install FILE --dangerous'.",
     )? {
         return Ok(());
     }
@@ -21,6 +21,11 @@ pub async fn run(client: &Client, args: &ListArgs) -> anyhow::Result<()> {
                 p.name.clone(),
                 p.version.clone(),
                 p.revision.to_string(),
+                // snap list's Tracking, with the remote: REMOTE:CHANNEL.
+                match (&p.tracking, &p.remote) {
+                    (Some(t), Some(r)) => format!("{r}:{t}"),
+                    _ => "-".into(),
+                },
                 p.pack_type.clone(),
                 p.base.clone().unwrap_or_else(|| "-".into()),
                 if p.notes.is_empty() {
@@ -31,6 +36,11 @@ pub async fn run(client: &Client, args: &ListArgs) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    crate::output::table(&["Name", "Version", "Rev", "Type", "Base", "Notes"], &rows);
+    crate::output::table(
+        &[
+            "Name", "Version", "Rev", "Tracking", "Type", "Base", "Notes",
+        ],
+        &rows,
+    );
     Ok(())
 }

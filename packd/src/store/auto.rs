@@ -211,33 +211,37 @@ impl StoreManager {
                 tracing::warn!(pack = %name, "auto-refresh: {message}");
             }
         }
+        // The next run waits for these to settle, so it never retries what just failed.
         for s in &started {
             tracing::info!(pack = %s.name, revision = s.revision, change = s.change, "auto-refresh started");
+            self.settle(s).await;
         }
-        self.watch(started);
     }
 
-    /// Watches the changes a refresh started: a failed one (reverted by its undo) makes its
-    /// revision skipped; each outcome is reported to its store.
+    /// Watches the changes a refresh started, in the background (see [`Self::settle`]).
     pub fn watch(self: &Arc<Self>, started: Vec<Started>) {
         for s in started {
             let me = self.clone();
-            tokio::spawn(async move {
-                let ok = me.wait(s.change).await;
-                if !ok {
-                    tracing::warn!(pack = %s.name, revision = s.revision, "refresh failed and was undone; auto-refresh will skip this revision");
-                    let _ = me.state.update(|st| {
-                        st.refresh
-                            .skipped
-                            .entry(s.name.clone())
-                            .or_default()
-                            .insert(s.revision);
-                        Ok::<_, StoreError>(())
-                    });
-                }
-                me.report(&s, ok).await;
+            tokio::spawn(async move { me.settle(&s).await });
+        }
+    }
+
+    /// Waits for the change `s` started: a failure (undone by the change itself) makes its
+    /// revision skipped; the outcome is reported to its store.
+    async fn settle(&self, s: &Started) {
+        let ok = self.wait(s.change).await;
+        if !ok {
+            tracing::warn!(pack = %s.name, revision = s.revision, "refresh failed and was undone; auto-refresh will skip this revision");
+            let _ = self.state.update(|st| {
+                st.refresh
+                    .skipped
+                    .entry(s.name.clone())
+                    .or_default()
+                    .insert(s.revision);
+                Ok::<_, StoreError>(())
             });
         }
+        self.report(s, ok).await;
     }
 
     async fn report(&self, s: &Started, ok: bool) {

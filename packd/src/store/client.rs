@@ -375,3 +375,7 @@ pub fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;
