@@ -52,7 +52,7 @@ release: deps
 	@echo "static binaries in $(RELEASE_DIR)"
 
 bench: release
-	BIN=$(RELEASE_DIR) ./scripts/bench.sh
+	BIN=$(RELEASE_DIR) HOSTBIN=target/$(HOST)/release ./scripts/bench.sh
 
 clean:
 	$(CARGO) clean

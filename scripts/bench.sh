@@ -6,17 +6,24 @@
 #              ratio <= 1.0), back to back and spaced out
 #   refresh    the downtime of a service during a refresh: from the old service's end to the
 #              new one running (goal: under 100 ms plus the app's own start-up)
+#   store      1,000 devices (packd's own refresh client, concurrent, one connection each)
+#              polling a pack-store with 50 packs: p99 latency (goal < 50 ms), share of 304s
+#              (goal >= 95%), the store's RSS before and after (goal: flat)
 # BENCH=pack|launch|refresh runs one section (default: all). BENCH_TREE overrides the pack payload
 # (default: Debian's python3 library trees). BIN names the binaries (`make bench` builds static
 # release binaries and sets it).
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release}
-BENCH=${BENCH:-pack launch refresh}
+BENCH=${BENCH:-pack launch refresh store}
+# pack-store and store-bench (not in the static set of BIN).
+HOSTBIN=${HOSTBIN:-$BIN}
+STORE_PID=""
 WORK=$(mktemp -d /tmp/packd-bench.XXXXXX)
 PACKD_PID=""
 cleanup() {
 	if [ -n "$PACKD_PID" ]; then kill "$PACKD_PID" 2>/dev/null || true; wait "$PACKD_PID" 2>/dev/null || true; fi
+	if [ -n "$STORE_PID" ]; then kill "$STORE_PID" 2>/dev/null || true; wait "$STORE_PID" 2>/dev/null || true; fi
 	# Unmount what the bench daemon left under its root, deepest first.
 	grep -o " $WORK/[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	rm -rf "$WORK"
@@ -132,11 +139,40 @@ print(f"downtime median {statistics.median(gaps):.1f} ms  min {min(gaps):.1f}  m
 PY
 }
 
+bench_store() {
+	DEVICES=${STORE_DEVICES:-1000}
+	ROUNDS=${STORE_ROUNDS:-20}
+	S=$WORK/store
+	"$HOSTBIN/pack-store" init "$S" >/dev/null
+	TOKEN=$("$HOSTBIN/pack-store" publisher add "$S" bench)
+	"$HOSTBIN/pack-store" serve "$S" --listen 127.0.0.1:0 >"$WORK/store.out" 2>"$WORK/store.log" &
+	STORE_PID=$!
+	i=0
+	until [ -s "$WORK/store.out" ]; do i=$((i + 1)); [ $i -lt 200 ] || { cat "$WORK/store.log"; exit 1; }; sleep 0.05; done
+	URL=$(head -n1 "$WORK/store.out" | awk '{print $NF}')
+	export PACK_STORE_URL="$URL" PACK_STORE_TOKEN="$TOKEN"
+	for n in $(seq -w 1 50); do
+		mkdir -p "$WORK/p$n/meta" "$WORK/p$n/bin"
+		printf "name: p%s\nversion: '1'\nbase: busybox\nsummary: bench pack %s\napps:\n  p%s:\n    command: bin/run\n" "$n" "$n" "$n" >"$WORK/p$n/meta/pack.yaml"
+		printf '#!/bin/sh\necho %s\n' "$n" >"$WORK/p$n/bin/run"
+		chmod +x "$WORK/p$n/bin/run"
+		"$BIN/pack" pack "$WORK/p$n" --output "$WORK/p$n.pack" >/dev/null
+		"$HOSTBIN/pack-store" register "p$n" >/dev/null
+		"$HOSTBIN/pack-store" upload "$WORK/p$n.pack" --release stable >/dev/null
+	done
+	# One connection per device: more descriptors than the usual 1024 on both sides.
+	ulimit -n 65536 2>/dev/null || true
+	echo "== store: $DEVICES devices polling pack-store ($(nproc) cores, client and store on the same machine)"
+	"$HOSTBIN/store-bench" "$URL" "$S/root.assert" "$STORE_PID" "$DEVICES" "$ROUNDS"
+	kill "$STORE_PID"; wait "$STORE_PID" 2>/dev/null || true; STORE_PID=""
+}
+
 for section in $BENCH; do
 	case $section in
 	pack) bench_pack ;;
 	launch) bench_launch ;;
 	refresh) bench_refresh ;;
-	*) echo "unknown bench section '$section' (known: pack launch refresh)" >&2; exit 2 ;;
+	store) bench_store ;;
+	*) echo "unknown bench section '$section' (known: pack launch refresh store)" >&2; exit 2 ;;
 	esac
 done
