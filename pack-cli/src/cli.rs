@@ -539,7 +539,9 @@ pub struct InterfaceArgs {
 pub struct InfoArgs {
     /// The pack.
     pub name: String,
-    /// Print JSON: {"installed": ... or null, "store": ... or null}.
+    /// Print JSON: the installed pack (name, version, revision, apps, revisions, ...; only
+    /// "name" when it is not installed), with "store" (publisher, channels, ...) when a
+    /// store answered.
     #[arg(long)]
     pub json: bool,
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use crate::bin_dir;
 
 pub struct FakeSystemd {
-    // Held to be dropped, in this order: systemd (which stops its units) first, then the bus.
+    // Held to be dropped, in this order: other fakes on the bus, systemd (which stops its
+    // units), then the bus.
+    others: Vec<Stopped>,
     _systemd: Stopped,
     _bus: Stopped,
     /// The bus's address, for `packd --systemd-bus`.
@@ -103,10 +105,38 @@ impl FakeSystemd {
             dir.join("systemd.log").display()
         );
         FakeSystemd {
+            others: Vec::new(),
             _systemd: systemd,
             _bus: bus,
             address,
         }
+    }
+}
+
+impl FakeSystemd {
+    /// Adds a fake NetworkManager on the bus whose `Metered` property is `metered`.
+    pub fn network_manager(&mut self, dir: &Path, metered: u32) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("systemd.log"))
+            .expect("log");
+        let mut nm = Stopped(
+            Command::new(bin_dir().join("fake-networkmanager"))
+                .arg(&self.address)
+                .arg(metered.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(log)
+                .spawn()
+                .expect("start fake-networkmanager"),
+        );
+        assert_eq!(
+            first_line(&mut nm.0).trim(),
+            "ready",
+            "fake-networkmanager did not start"
+        );
+        self.others.push(nm);
     }
 }
 

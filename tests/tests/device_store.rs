@@ -128,7 +128,7 @@ fn a_device_installs_by_name_and_keeps_itself_up_to_date() {
     assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
     assert_eq!(found[0]["name"], "hello");
     let info = json(&env.pack(["info", "hello", "--json"]).ok());
-    assert!(info["installed"].is_null());
+    assert!(info["revision"].is_null(), "not installed: {info}");
     let channels = info["store"]["channels"].as_array().unwrap();
     assert!(
         channels
@@ -444,4 +444,47 @@ fn what_a_store_sends_wrong_is_refused_and_leaves_the_device_as_it_was() {
     let err = env.pack(["refresh"]).fails(1);
     assert!(err.contains("cannot be reached"), "{err}");
     assert_eq!(env.pack(["run", "hello"]).ok(), "hello 1.0\n");
+}
+
+#[test]
+fn a_metered_connection_holds_auto_refresh_only_when_asked() {
+    require_root!();
+    let dir = tempfile::Builder::new()
+        .prefix("packd-e2e-bus-")
+        .tempdir()
+        .unwrap();
+    // NetworkManager says: metered (NMMetered 1, yes).
+    let mut bus = packd_tests::systemd::FakeSystemd::start(dir.path());
+    bus.network_manager(dir.path(), 1);
+    let mut env = Env::stopped();
+    env.set_daemon_env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address);
+    env.start();
+    let store = store_with_base();
+    upload(&store, &hello(&env, "1.0", false), "stable");
+    add_remote(&env, "acme", &store.url, &store);
+    env.pack(["install", "hello"]).ok();
+    env.pack([
+        "set",
+        "system",
+        "refresh.health-window=0s",
+        "refresh.metered=hold",
+        "refresh.timer=every 1s",
+    ])
+    .ok();
+    upload(&store, &hello(&env, "2.0", false), "stable");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        revision(&env, "hello"),
+        "1",
+        "refreshed on a metered connection"
+    );
+    assert!(
+        env.log().contains("the connection is metered"),
+        "{}",
+        env.log()
+    );
+    env.pack(["set", "system", "refresh.metered=ignore"]).ok();
+    within(30, "hello refreshes once metering is ignored", || {
+        revision(&env, "hello") == "2"
+    });
 }

@@ -4,17 +4,26 @@
 use packd_api::ErrorKind;
 use packd_api::store::{ChannelEntry, StorePackInfo};
 use packd_api::types::PackInfo;
-use serde::Serialize;
 
 use super::query::{encode, with_query};
 use crate::cli::InfoArgs;
 use crate::client::{Client, ClientError};
 
-/// `--json`: both views, `null` when there is none.
-#[derive(Debug, Serialize)]
-struct Info {
+/// `--json`: the installed pack's object as before (`{"name"}` alone when it is not
+/// installed), with the store's view as its `store` member when there is one.
+fn json_view(
+    name: &str,
     installed: Option<PackInfo>,
     store: Option<StorePackInfo>,
+) -> anyhow::Result<serde_json::Value> {
+    let mut v = match installed {
+        Some(i) => serde_json::to_value(i)?,
+        None => serde_json::json!({ "name": name }),
+    };
+    if let (Some(obj), Some(s)) = (v.as_object_mut(), store) {
+        obj.insert("store".into(), serde_json::to_value(s)?);
+    }
+    Ok(v)
 }
 
 pub async fn run(client: &Client, args: &InfoArgs) -> anyhow::Result<()> {
@@ -43,7 +52,7 @@ pub async fn run(client: &Client, args: &InfoArgs) -> anyhow::Result<()> {
         if let Some(message) = &unreachable {
             eprintln!("warning: store: {message}");
         }
-        let info = Info { installed, store };
+        let info = json_view(&args.name, installed, store)?;
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
     }

@@ -16,6 +16,7 @@ mod auto;
 pub mod client;
 mod error;
 mod fetch;
+mod refresh;
 pub mod timer;
 
 use std::collections::BTreeMap;
