@@ -64,6 +64,9 @@ pub struct Offer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
     /// Relative to the store's URL.
+    /// Packs its content plugs name as default providers: installed with it when missing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_providers: Vec<String>,
     pub download: String,
 }
 

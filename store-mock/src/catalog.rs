@@ -208,6 +208,7 @@ impl Catalog {
                 size: rev.size,
                 pack_type: rev.pack_type.clone(),
                 base: rev.base.clone(),
+                default_providers: rev.providers.clone(),
                 download: format!("/v1/download/{}/{}", e.pack.pack_id, rev.revision),
             });
         }

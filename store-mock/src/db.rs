@@ -68,6 +68,8 @@ pub struct RevisionRow {
     pub sha3: String,
     pub size: u64,
     pub revoked: Option<i64>,
+    /// The packs its content plugs name as `default-provider`.
+    pub providers: Vec<String>,
 }
 
 fn sql(e: rusqlite::Error) -> StoreError {
@@ -85,6 +87,14 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        // Stores made before revisions kept their default providers.
+        let has_providers = conn
+            .prepare("SELECT providers FROM revisions LIMIT 0")
+            .is_ok();
+        if !has_providers {
+            conn.execute_batch("ALTER TABLE revisions ADD COLUMN providers TEXT")
+                .map_err(sql)?;
+        }
         Ok(Db { conn })
     }
 
@@ -195,7 +205,8 @@ impl Db {
         self.conn
             .execute(
                 "INSERT INTO revisions (pack_id, revision, version, summary, description,
-                 pack_type, base, sha3, size, uploaded) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                 pack_type, base, sha3, size, uploaded, providers)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
                 params![
                     r.pack_id,
                     r.revision,
@@ -206,7 +217,8 @@ impl Db {
                     r.base,
                     r.sha3,
                     r.size as i64,
-                    now
+                    now,
+                    r.providers.join(",")
                 ],
             )
             .map_err(sql)?;
@@ -218,7 +230,7 @@ impl Db {
             .conn
             .prepare(
                 "SELECT pack_id, revision, version, summary, description, pack_type, base, sha3,
-                 size, revoked FROM revisions ORDER BY pack_id, revision",
+                 size, revoked, providers FROM revisions ORDER BY pack_id, revision",
             )
             .map_err(sql)?;
         let rows = q
@@ -234,6 +246,13 @@ impl Db {
                     sha3: r.get(7)?,
                     size: r.get::<_, i64>(8)? as u64,
                     revoked: r.get(9)?,
+                    providers: r
+                        .get::<_, Option<String>>(10)?
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_string)
+                        .collect(),
                 })
             })
             .map_err(sql)?;

@@ -146,6 +146,31 @@ pub fn init(dir: &Path, authority: &str) -> Result<Layout> {
             dir.display()
         )));
     }
+    if fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(StoreError::Conflict(format!(
+            "{} is not empty; pick a new or empty directory",
+            dir.display()
+        )));
+    }
+    // Made beside DIR and renamed into place: a failure half-way leaves nothing.
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| StoreError::Invalid(format!("{} is not a directory name", dir.display())))?;
+    let staging = dir.with_file_name(format!(".{name}.init-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    let made = make(&staging, authority)
+        .and_then(|()| fs::rename(&staging, dir).map_err(|e| io("create", dir, e)));
+    if let Err(e) = made {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    Ok(l)
+}
+
+/// A new store's files in `dir`.
+fn make(dir: &Path, authority: &str) -> Result<()> {
+    let l = Layout::new(dir);
     for d in [
         l.dir.clone(),
         l.blobs(),
@@ -174,7 +199,41 @@ pub fn init(dir: &Path, authority: &str) -> Result<Layout> {
         db.bump()?;
         Ok(())
     })?;
+    drop(db);
     let path = l.root_assert();
     fs::write(&path, root_assert.encode()).map_err(|e| io("write", &path, e))?;
-    Ok(l)
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_makes_a_whole_store_or_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        init(&dir, "acme").unwrap();
+        assert!(Layout::new(&dir).root_assert().is_file());
+        assert!(init(&dir, "acme").is_err(), "a second init over a store");
+
+        let busy = tmp.path().join("busy");
+        fs::create_dir(&busy).unwrap();
+        fs::write(busy.join("notes"), "mine").unwrap();
+        let e = init(&busy, "acme").unwrap_err().to_string();
+        assert!(e.contains("not empty"), "{e}");
+        assert_eq!(fs::read_to_string(busy.join("notes")).unwrap(), "mine");
+
+        // A bad id fails before anything is made; so does a parent that is a file.
+        assert!(init(&tmp.path().join("x"), "bad id!").is_err());
+        let file = tmp.path().join("file");
+        fs::write(&file, "").unwrap();
+        assert!(init(&file.join("store"), "acme").is_err());
+        let mut left: Vec<String> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["busy", "file", "store"]);
+    }
 }

@@ -222,6 +222,7 @@ impl Store {
                     sha3: sha3.to_string(),
                     size,
                     revoked: None,
+                    providers: default_providers(&meta),
                 },
                 now(),
             )?;
@@ -347,6 +348,22 @@ impl Store {
             .sign(&key)
             .map_err(StoreError::from)
     }
+}
+
+/// The packs `meta`'s content plugs name as their `default-provider` (`NAME` or
+/// `NAME:SLOT`), which a device installs with it.
+fn default_providers(meta: &packfmt::PackMeta) -> Vec<String> {
+    let mut out: Vec<String> = meta
+        .plugs
+        .values()
+        .filter(|p| p.interface == "content")
+        .filter_map(|p| p.attrs.get("default-provider")?.as_str())
+        .map(|d| d.split(':').next().unwrap_or(d).to_string())
+        .filter(|d| *d != meta.name)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn revision_assertion(

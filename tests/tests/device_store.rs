@@ -317,10 +317,35 @@ fn a_device_installs_by_name_and_keeps_itself_up_to_date() {
     assert_eq!(slot("tools"), "system:mount-observe");
     assert!(slot("spy").is_null(), "{}", slot("spy"));
 
+    // A content plug's default provider comes with it, and connects.
+    for (name, ports) in [
+        (
+            "provider",
+            "slots:\n  share:\n    interface: content\n    write: [$PACK_COMMON/out]\n",
+        ),
+        (
+            "consumer",
+            "plugs:\n  share:\n    interface: content\n    target: $PACK_DATA/in\n    default-provider: provider\n",
+        ),
+    ] {
+        let parent = env.dir.path().join(format!("src-{name}"));
+        fs::create_dir_all(&parent).unwrap();
+        let yaml = format!(
+            "name: {name}\nversion: '1'\nbase: busybox\n{ports}apps:\n  {name}:\n    command: bin/run\n"
+        );
+        let dir = write_pack_dir(&parent, name, &yaml, &[("bin/run", "#!/bin/sh\ntrue\n")]);
+        store.publish(&["register", name]).ok();
+        upload(&store, &env.build(&dir), "stable");
+    }
+    let out = env.pack(["install", "consumer"]).ok();
+    assert!(out.contains("consumer 1 (1) installed"), "{out}");
+    assert_eq!(revision(&env, "provider"), "1");
+    assert_eq!(slot("consumer"), "provider:share");
+
     // A remote in use is not removed; the packs stay.
     let err = env.pack(["remote", "remove", "acme"]).fails(1);
     assert!(
-        err.contains("busybox, hello, spy, tools come from it"),
+        err.contains("busybox, consumer, hello, provider, spy, tools come from it"),
         "{err}"
     );
 }

@@ -110,7 +110,8 @@ impl StoreManager {
         }
     }
 
-    /// `pack install NAME`: its base first when it is missing (from the same store).
+    /// `pack install NAME`: its base first when it is missing, then its content plugs'
+    /// default providers (from the same store; one that fails is reported, not fatal).
     pub async fn install(
         &self,
         name: &str,
@@ -157,7 +158,7 @@ impl StoreManager {
             let have = self
                 .state
                 .read(|s| s.packs.get(&base).is_some_and(|p| p.active));
-            if !have && depth == 0 {
+            if !have && depth < 2 {
                 let started =
                     Box::pin(self.install_locked(remote, &base, "stable", events, depth + 1))
                         .await?;
@@ -167,6 +168,31 @@ impl StoreManager {
                         started.change
                     )));
                 }
+            }
+        }
+        // Content providers: wanted, not needed (the plug just stays unconnected without).
+        for provider in &offer.default_providers {
+            let have = self
+                .state
+                .read(|s| s.packs.get(provider).is_some_and(|p| p.active));
+            if have || depth >= 2 {
+                continue;
+            }
+            let got =
+                Box::pin(self.install_locked(remote, provider, "stable", events, depth + 1)).await;
+            match got {
+                Ok(started) if self.wait(started.change).await => {}
+                Ok(started) => send(
+                    events,
+                    error_event(
+                        provider,
+                        &StoreError::BadRequest(format!(
+                            "installing {name}'s default provider {provider} failed (see 'pack tasks {}')",
+                            started.change
+                        )),
+                    ),
+                ),
+                Err(e) => send(events, error_event(provider, &e)),
             }
         }
         self.obtain(remote, &verified, &offer, events).await
