@@ -141,7 +141,7 @@ PY
 
 bench_store() {
 	DEVICES=${STORE_DEVICES:-1000}
-	ROUNDS=${STORE_ROUNDS:-20}
+	ROUNDS=${STORE_ROUNDS:-40}
 	S=$WORK/store
 	"$HOSTBIN/pack-store" init "$S" >/dev/null
 	TOKEN=$("$HOSTBIN/pack-store" publisher add "$S" bench)

@@ -22,6 +22,16 @@ pub struct AssertionDb {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+/// A value a store sent that may become part of a file name: letters, digits, `-`, `_`, `.`,
+/// `=` (base64), not starting with `.`, at most 128 bytes.
+pub fn safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.=".contains(&b))
+}
+
 impl AssertionDb {
     pub fn new(root: &Path, remote: &str) -> AssertionDb {
         AssertionDb {
@@ -34,8 +44,16 @@ impl AssertionDb {
         &self.dir
     }
 
-    fn file(&self, kind: Kind, key: &[&str]) -> PathBuf {
-        self.dir.join(kind.name()).join(key.join(","))
+    /// Where an assertion is kept. Its key's values come from a store, so they must be
+    /// plain names (no `/`, no leading `.`) before they become a path.
+    fn file(&self, kind: Kind, key: &[&str]) -> Result<PathBuf> {
+        if let Some(bad) = key.iter().find(|k| !safe_name(k)) {
+            return Err(StoreError::untrusted(
+                &self.remote,
+                format!("an assertion key {bad:?} is not a plain name"),
+            ));
+        }
+        Ok(self.dir.join(kind.name()).join(key.join(",")))
     }
 
     /// Creates the database of a new remote, holding its root.
@@ -45,7 +63,7 @@ impl AssertionDb {
     }
 
     fn write(&self, a: &Assertion) -> Result<()> {
-        let path = self.file(a.kind(), &a.primary_key());
+        let path = self.file(a.kind(), &a.primary_key())?;
         let parent = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(parent).ctx("create", parent)?;
         fsutil::write_atomic(&path, &a.encode(), 0o644).ctx("write", &path)?;
@@ -54,7 +72,7 @@ impl AssertionDb {
 
     /// The assertion of `kind` with primary key `key`, if it is known.
     pub fn get(&self, kind: Kind, key: &[&str]) -> Result<Option<Assertion>> {
-        let path = self.file(kind, key);
+        let path = self.file(kind, key)?;
         match std::fs::read(&path) {
             Ok(text) => Assertion::parse(&text)
                 .map(Some)
@@ -220,5 +238,33 @@ mod tests {
         let ring = db.keyring(&root.public().id()).unwrap();
         assert!(!ring.is_valid_key(&signing.public().id()));
         assert!(ring.verify(&declaration(&signing, "other")).is_err());
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_plain_name_never_becomes_a_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = SecretKey::generate().unwrap();
+        let signing = SecretKey::generate().unwrap();
+        let db = AssertionDb::new(&tmp.path().join("db"), "acme");
+        db.create(&root_assertion(&root)).unwrap();
+        let mut ring = db.keyring(&root.public().id()).unwrap();
+        let key = key_assertion(&root, &signing, 0, false);
+        db.add_stream(&mut ring, &key.encode()).unwrap();
+        for id in ["../../escape", ".hidden", "a/b"] {
+            let evil = Builder::new(Kind::PackDeclaration, "acme")
+                .header("pack-id", id)
+                .header("pack-name", "x")
+                .header("publisher-id", "pub")
+                .header("timestamp", "2026-01-01T00:00:00Z")
+                .sign(&signing)
+                .unwrap();
+            let e = db
+                .add_stream(&mut ring, &evil.encode())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not a plain name"), "{e}");
+        }
+        assert!(!tmp.path().join("escape").exists());
+        assert!(safe_name("GvINJvu3COzRtktYrTVkGI6Kh6yFhrqZ") && safe_name("x_1-2"));
     }
 }

@@ -266,6 +266,13 @@ impl StoreManager {
             self.db(&remote.name).get(kind, key)
         };
         let bad = |m: String| StoreError::untrusted(&remote.name, m);
+        // It names files in the download cache: a plain name only.
+        if !super::assertdb::safe_name(&offer.pack_id) {
+            return Err(bad(format!(
+                "pack-id {:?} is not a plain name",
+                offer.pack_id
+            )));
+        }
         let decl = find(Kind::PackDeclaration, &[&offer.pack_id])?
             .ok_or_else(|| bad(format!("no pack-declaration for {}", offer.name)))?;
         if decl.get("pack-name") != offer.name {

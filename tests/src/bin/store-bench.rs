@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let (url, root_file, pid) = (&args[1], &args[2], args[3].clone());
     let devices: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(1000);
-    let rounds: usize = args.get(5).map(|s| s.parse()).transpose()?.unwrap_or(20);
+    let rounds: usize = args.get(5).map(|s| s.parse()).transpose()?.unwrap_or(40);
     let root = Assertion::parse(&std::fs::read(root_file)?)?;
     let ring = Keyring::new(&root)?;
     let remote = Remote {
