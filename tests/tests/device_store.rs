@@ -472,7 +472,7 @@ fn what_a_store_sends_wrong_is_refused_and_leaves_the_device_as_it_was() {
 }
 
 #[test]
-fn a_metered_connection_holds_auto_refresh_only_when_asked() {
+fn a_provisioned_remote_is_trusted_and_a_metered_connection_holds_auto_refresh() {
     require_root!();
     let dir = tempfile::Builder::new()
         .prefix("packd-e2e-bus-")
@@ -483,10 +483,16 @@ fn a_metered_connection_holds_auto_refresh_only_when_asked() {
     bus.network_manager(dir.path(), 1);
     let mut env = Env::stopped();
     env.set_daemon_env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address);
-    env.start();
+    // The image carries its remote under etc/.
     let store = store_with_base();
+    let provisioned = env.root.join("etc/packd/remotes");
+    fs::create_dir_all(&provisioned).unwrap();
+    fs::write(provisioned.join("acme.url"), format!("{}\n", store.url)).unwrap();
+    fs::copy(store.root_assert(), provisioned.join("acme.assert")).unwrap();
+    env.start();
+    let remotes = json(&env.pack(["remote", "list", "--json"]).ok());
+    assert_eq!(remotes[0]["url"], store.url.as_str(), "{remotes}");
     upload(&store, &hello(&env, "1.0", false), "stable");
-    add_remote(&env, "acme", &store.url, &store);
     env.pack(["install", "hello"]).ok();
     env.pack([
         "set",
