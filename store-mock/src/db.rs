@@ -87,14 +87,20 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
-        // Stores made before revisions kept their default providers.
-        let has_providers = conn
-            .prepare("SELECT providers FROM revisions LIMIT 0")
-            .is_ok();
-        if !has_providers {
-            conn.execute_batch("ALTER TABLE revisions ADD COLUMN providers TEXT")
-                .map_err(sql)?;
+        // Columns that stores made by an earlier pack-store do not have yet.
+        for (table, column) in [("revisions", "providers"), ("reports", "report_id")] {
+            let has = conn
+                .prepare(&format!("SELECT {column} FROM {table} LIMIT 0"))
+                .is_ok();
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))
+                    .map_err(sql)?;
+            }
         }
+        conn.execute_batch(
+            "CREATE UNIQUE INDEX IF NOT EXISTS reports_once ON reports (device_id, report_id)",
+        )
+        .map_err(sql)?;
         Ok(Db { conn })
     }
 
@@ -415,6 +421,9 @@ impl Db {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Report {
+    /// The device's own id for this report: sent again, it still counts once.
+    #[serde(default)]
+    pub report_id: Option<String>,
     pub device_id: String,
     pub pack_id: String,
     pub revision: u32,
@@ -426,4 +435,11 @@ pub struct Report {
 }
 
 /// The outcomes a device reports.
-pub const OUTCOMES: &[&str] = &["installed", "reverted", "failed"];
+pub const OUTCOMES: &[&str] = &[
+    "started",
+    "downloaded",
+    "installed",
+    "healthy",
+    "failed",
+    "reverted",
+];

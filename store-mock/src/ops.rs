@@ -47,7 +47,11 @@ impl Store {
                 crate::db::OUTCOMES.join(", ")
             )));
         }
-        if r.device_id.is_empty() || r.device_id.len() > 128 || r.pack_id.len() > 128 {
+        if r.device_id.is_empty()
+            || r.device_id.len() > 128
+            || r.pack_id.len() > 128
+            || r.report_id.as_ref().is_some_and(|i| i.len() > 64)
+        {
             return Err(StoreError::Invalid(
                 "a report needs a device-id and a pack-id".into(),
             ));

@@ -23,6 +23,8 @@ pub enum Mode {
     ReplayAnswers,
     /// The store is away: every connection is closed at once.
     Down,
+    /// Reports (`POST /v1/reports`) do not get through; everything else does.
+    DropReports,
 }
 
 #[derive(Default)]
@@ -131,6 +133,9 @@ fn handle(mut conn: TcpStream, s: &Shared, upstream: &str) -> std::io::Result<()
             break;
         }
         body.extend_from_slice(&chunk[..n]);
+    }
+    if mode == Mode::DropReports && path == "/v1/reports" {
+        return Ok(());
     }
     s.seen.lock().unwrap().push(match header("range") {
         Some(r) => format!("{method} {path} {r}"),

@@ -119,6 +119,10 @@ fn a_device_installs_by_name_and_keeps_itself_up_to_date() {
     assert_eq!(upload(&store, &v1, "stable"), 1);
     assert_eq!(upload(&store, &v2, "beta"), 2);
     env.pack(["set", "system", "refresh.health-window=0s"]).ok();
+    let id = env.pack(["get", "system", "device.id"]).ok();
+    assert_eq!(id.trim().len(), 32, "{id}");
+    let err = env.pack(["set", "system", "device.id=mine"]).fails(1);
+    assert!(err.contains("read-only"), "{err}");
     add_remote(&env, "acme", &store.url, &store);
     let remotes = json(&env.pack(["remote", "list", "--json"]).ok());
     assert_eq!(remotes[0]["name"], "acme");
@@ -256,6 +260,15 @@ fn a_device_installs_by_name_and_keeps_itself_up_to_date() {
     assert_eq!(revision(&env, "hello"), "6");
     let pending = json(&env.pack(["refresh", "--list", "--json"]).ok());
     assert_eq!(pending[0]["skipped"], true, "{pending}");
+    let status = json(&store.publish(&["status", "hello", "--json"]).ok());
+    assert!(
+        status["reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["revision"] == 6 && r["outcome"] == "healthy"),
+        "{status}"
+    );
     within(10, "the store has the report", || {
         let status = json(&store.publish(&["status", "hello", "--json"]).ok());
         status["reports"]
@@ -419,8 +432,8 @@ fn what_a_store_sends_wrong_is_refused_and_leaves_the_device_as_it_was() {
         "the partial download is kept"
     );
 
-    // The next try resumes where the cut one stopped.
-    proxy.set(Mode::Pass);
+    // The next try resumes where the cut one stopped (and its reports cannot get through).
+    proxy.set(Mode::DropReports);
     let out = env.pack(["install", "hello"]).ok();
     assert!(out.contains("hello 1.0 (1) installed"), "{out}");
     assert!(
@@ -432,6 +445,34 @@ fn what_a_store_sends_wrong_is_refused_and_leaves_the_device_as_it_was() {
         proxy.seen()
     );
     assert_eq!(fs::read_dir(&cache).unwrap().count(), 0);
+
+    // The reports waited on disk; the store's next answer lets them through, each counted once.
+    let reports = |store: &StoreServer| {
+        let status = json(&store.publish(&["status", "hello", "--json"]).ok());
+        status["reports"].as_array().unwrap().clone()
+    };
+    // (The refused tries before were reported as started, through the modes that let
+    // reports pass.)
+    std::thread::sleep(Duration::from_secs(1));
+    let before: Vec<_> = reports(&store);
+    assert!(
+        !before.iter().any(|r| r["outcome"] == "healthy"),
+        "{before:?}"
+    );
+    proxy.set(Mode::Pass);
+    env.pack(["refresh", "--list", "hello"]).ok();
+    let outcomes: Vec<(String, u64)> = reports(&store)
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap().to_string(),
+                r["devices"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for o in ["started", "downloaded", "installed", "healthy"] {
+        assert!(outcomes.contains(&(o.to_string(), 1)), "{o}: {outcomes:?}");
+    }
 
     // A replayed older answer is refused: the device has seen a newer serial.
     // (The proxy keeps the first answer to each request; `--list hello` asks what `refresh

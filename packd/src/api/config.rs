@@ -22,6 +22,9 @@ fn only_system(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The device's id (read-only; stores know the device by it).
+const DEVICE_ID: &str = "device.id";
+
 #[derive(Debug, Deserialize)]
 pub struct Keys {
     #[serde(default)]
@@ -37,12 +40,19 @@ pub async fn get(
     only_system(&name)?;
     let wanted: Vec<String> = match q.keys.as_deref() {
         Some(k) => k.split(',').map(str::to_string).collect(),
-        None => config::KEYS.iter().map(|k| k.name.to_string()).collect(),
+        None => config::KEYS
+            .iter()
+            .map(|k| k.name.to_string())
+            .chain([DEVICE_ID.to_string()])
+            .collect(),
     };
     let out = d.store.read(|s| {
         wanted
             .iter()
             .map(|k| {
+                if k == DEVICE_ID {
+                    return Ok((k.clone(), s.device_id.clone().unwrap_or_default()));
+                }
                 config::check(k, config::get(&s.config, k))?;
                 Ok((k.clone(), config::get(&s.config, k).to_string()))
             })
@@ -60,6 +70,11 @@ pub async fn set(
 ) -> ApiResult {
     only_system(&name)?;
     peer.require_root("changing system settings")?;
+    if values.contains_key(DEVICE_ID) {
+        return Err(ApiError::bad_request(
+            "device.id is read-only: packd made it at its first start, and stores know the device by it",
+        ));
+    }
     for (k, v) in &values {
         config::check(k, v)?;
     }

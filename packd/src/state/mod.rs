@@ -73,6 +73,18 @@ pub struct State {
     /// This device's id, made at first start; sent with refresh requests and reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// Reports to stores not sent yet (the store was unreachable), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<QueuedReport>,
+}
+
+/// A report to a store, kept until the store has taken it. Its id lets the store count it
+/// once however often it is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct QueuedReport {
+    pub remote: String,
+    pub body: serde_json::Value,
 }
 
 /// A store the device trusts, through the root it was given.
@@ -151,6 +163,7 @@ impl Default for State {
             remotes: BTreeMap::new(),
             refresh: RefreshState::default(),
             device_id: None,
+            reports: Vec::new(),
         }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Every auto-refresh is the same transactional refresh as `pack refresh`, so a failing
 //! revision reverts by itself; the device then records that revision as skipped (never
-//! tried again by the timer) and reports the outcome to the store.
+//! tried again by the timer) and reports the outcome to the store (`reports`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -170,6 +170,9 @@ impl StoreManager {
                 self.wake.notified().await;
                 continue;
             };
+            if self.state.read(|s| !s.reports.is_empty()) {
+                self.flush_reports().await;
+            }
             let wait = epoch(start).saturating_sub(now());
             if wait > 0 {
                 // Look again at least every minute (the clock may jump) and when told.
@@ -241,43 +244,8 @@ impl StoreManager {
                 Ok::<_, StoreError>(())
             });
         }
-        self.report(s, ok).await;
-    }
-
-    async fn report(&self, s: &Started, ok: bool) {
-        let Ok(remote) = self.remote(&s.remote) else {
-            return;
-        };
-        let (device, err) = self.state.read(|st| {
-            (
-                st.device_id.clone(),
-                st.changes.get(&s.change).and_then(|c| {
-                    c.tasks
-                        .iter()
-                        .find(|t| t.status == crate::state::Status::Error)
-                        .map(|t| {
-                            (
-                                serde_json::to_value(t.kind)
-                                    .ok()
-                                    .and_then(|v| v.as_str().map(str::to_string))
-                                    .unwrap_or_default(),
-                                t.log.last().cloned().unwrap_or_default(),
-                            )
-                        })
-                }),
-            )
-        });
-        let report = serde_json::json!({
-            "device-id": device,
-            "pack-id": s.pack_id,
-            "revision": s.revision,
-            "outcome": if ok { "installed" } else { "reverted" },
-            "task": err.as_ref().map(|e| e.0.clone()),
-            "message": err.map(|e| e.1),
-        });
-        if let Err(e) = self.client.report(&remote, &report).await {
-            tracing::info!(error = %e, "cannot report a refresh to the store");
-        }
+        self.report_change(s, ok);
+        self.flush_reports().await;
     }
 
     /// Whether `refresh.metered=hold` and NetworkManager says the connection is metered.

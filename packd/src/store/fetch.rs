@@ -243,6 +243,13 @@ impl StoreManager {
             }
             Ok::<_, StoreError>(())
         })?;
+        // The store answers: what waited for it can go now.
+        if self
+            .state
+            .read(|s| s.reports.iter().any(|r| r.remote == remote.name))
+        {
+            self.flush_reports().await;
+        }
         Ok(Some(verified))
     }
 
@@ -315,6 +322,13 @@ impl StoreManager {
         events: &Events,
     ) -> Result<Started> {
         let grants = self.check_offer(remote, verified, offer)?;
+        self.queue_report(
+            &remote.name,
+            &offer.pack_id,
+            offer.revision,
+            "started",
+            None,
+        );
         let tracking = Tracking {
             remote: remote.name.clone(),
             pack_id: offer.pack_id.clone(),
@@ -385,6 +399,13 @@ impl StoreManager {
                 ),
             ));
         }
+        self.queue_report(
+            &remote.name,
+            &offer.pack_id,
+            offer.revision,
+            "downloaded",
+            None,
+        );
         self.keep_assertions(remote, verified)?;
         let staged = self.stage(&partial, offer)?;
         let packs = self.packs.clone();

@@ -8,7 +8,9 @@
 //!   the pack manager as a store revision. A download happens before any change exists (as an
 //!   upload does), so a change never waits on the network and a crash never resumes half a
 //!   download; the cache keeps partial downloads (bounded) so the next try resumes them;
-//! - `auto`: the `refresh.timer` loop, holds, skipped revisions and reports to the store;
+//! - `refresh`: `pack refresh` (and `--list`, `switch`), and the timer's refreshes;
+//! - `auto`: the `refresh.timer` loop, holds and skipped revisions;
+//! - `reports`: what each install or refresh did, queued and sent to its store;
 //! - [`timer`]: the `refresh.timer` syntax.
 
 pub mod assertdb;
@@ -17,6 +19,7 @@ pub mod client;
 mod error;
 mod fetch;
 mod refresh;
+mod reports;
 pub mod timer;
 
 use std::collections::BTreeMap;
@@ -47,6 +50,8 @@ pub struct StoreManager {
     wake: tokio::sync::Notify,
     /// When the loop will next run (seconds since the epoch), for `pack refresh --time`.
     next: std::sync::Mutex<Option<u64>>,
+    /// Held while queued reports are being sent.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 /// A remote's name: as a pack's (lowercase letters, digits, dashes).
@@ -87,6 +92,7 @@ impl StoreManager {
             busy: tokio::sync::Mutex::new(()),
             wake: tokio::sync::Notify::new(),
             next: std::sync::Mutex::new(None),
+            flushing: tokio::sync::Mutex::new(()),
         });
         manager.provision();
         Ok(manager)
