@@ -16,6 +16,7 @@ pub mod client;
 pub mod db;
 pub mod keys;
 pub mod ops;
+pub mod rollout;
 pub mod server;
 pub mod tls;
 
