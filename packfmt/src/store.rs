@@ -63,10 +63,14 @@ pub struct Offer {
     pub pack_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
-    /// Relative to the store's URL.
     /// Packs its content plugs name as default providers: installed with it when missing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub default_providers: Vec<String>,
+    /// The revision of the pack's declaration this answer stands on: a device uses that one,
+    /// so an older declaration slipped into the (unsigned) assertion stream is refused.
+    #[serde(default)]
+    pub declaration_revision: u64,
+    /// Relative to the store's URL.
     pub download: String,
 }
 

@@ -209,6 +209,11 @@ impl Catalog {
                 pack_type: rev.pack_type.clone(),
                 base: rev.base.clone(),
                 default_providers: rev.providers.clone(),
+                declaration_revision: self
+                    .assertion("pack-declaration", &e.pack.pack_id)
+                    .and_then(|t| packfmt::assertion::Assertion::parse(t).ok())
+                    .map(|a| a.revision())
+                    .unwrap_or(0),
                 download: format!("/v1/download/{}/{}", e.pack.pack_id, rev.revision),
             });
         }

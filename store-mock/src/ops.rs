@@ -49,6 +49,7 @@ impl Store {
         }
         if r.device_id.is_empty()
             || r.device_id.len() > 128
+            || r.pack_id.is_empty()
             || r.pack_id.len() > 128
             || r.report_id.as_ref().is_some_and(|i| i.len() > 64)
         {
@@ -441,7 +442,11 @@ pub fn declare(dir: &Path, name: &str, allow: &[String]) -> Result<()> {
         .to_builder()
         .header("revision", decl.revision() + 1)
         .header("timestamp", rfc3339(now()));
-    b = b.header("allow-auto-connection", allow.join(","));
+    b = if allow.is_empty() {
+        b.without("allow-auto-connection")
+    } else {
+        b.header("allow-auto-connection", allow.join(","))
+    };
     let signed = b.sign(&signing)?;
     db.transaction(|db| {
         db.put_assertion(&signed)?;

@@ -120,7 +120,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v2/store/packs/{name}", get(store::info))
         .route("/v2/refresh", get(store::pending).post(store::refresh))
         .route("/v2/refresh/time", get(store::time))
-        .route("/v2/assertions", post(store::ack))
+        .route(
+            "/v2/assertions",
+            post(store::ack).layer(axum::extract::DefaultBodyLimit::max(store::MAX_ACK + 1)),
+        )
         .route("/v2/assertions/{kind}", get(store::known))
         .fallback(|| async {
             ApiError::new(

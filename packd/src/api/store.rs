@@ -227,6 +227,9 @@ pub async fn known(
     Ok(sync(d.stores.known(&kind, &filters, remote.as_deref())?))
 }
 
+/// The largest file `pack ack` takes.
+pub const MAX_ACK: usize = 4 << 20;
+
 /// `POST /v2/assertions` with an assertion stream as the body (root).
 pub async fn ack(
     State(d): State<Arc<Api>>,

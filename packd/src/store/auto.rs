@@ -19,13 +19,15 @@ use super::timer::Schedule;
 use super::{Result, StoreError, StoreManager};
 use crate::state::{config, now};
 
+/// Holds ending after this (year 9000) are forever.
+const MAX_HOLD_END: u64 = 221_845_392_000;
+
 /// `forever`, or the time in RFC 3339.
 pub fn until_text(until: u64) -> String {
-    if until == u64::MAX {
-        return "forever".into();
+    match std::time::UNIX_EPOCH.checked_add(Duration::from_secs(until)) {
+        Some(t) if until < MAX_HOLD_END => humantime::format_rfc3339_seconds(t).to_string(),
+        _ => "forever".into(),
     }
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(until))
-        .to_string()
 }
 
 fn local(secs: u64) -> NaiveDateTime {
@@ -93,7 +95,8 @@ impl StoreManager {
                         "invalid hold {d:?}: {e}; write e.g. 24h, \"3 days\" or forever"
                     ))
                 })?;
-                now().saturating_add(d.as_secs())
+                let end = now().saturating_add(d.as_secs());
+                if end >= MAX_HOLD_END { u64::MAX } else { end }
             }
         };
         let keys: Vec<String> = if names.is_empty() {

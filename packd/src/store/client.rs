@@ -1,9 +1,12 @@
 //! The device's side of the store's HTTP API (docs/store-api.md): search, info, the bulk
 //! refresh with its checks, and downloads hashed as they stream, resumed with `Range`.
 //!
-//! Nothing a store sends is believed before it verifies: [`StoreClient::refresh`] checks the
-//! answer's signature against the remote's keyring, that it answers the request sent (its
-//! digest), that it has not expired and that its serial is not older than the newest seen.
+//! What decides what is installed is believed only once it verifies: [`StoreClient::refresh`]
+//! checks the answer's signature against the remote's keyring, that it answers the request
+//! sent (its digest), that it has not expired and that its serial is not older than the
+//! newest seen; a `304` only counts when the device asked with an ETag. Search and info
+//! (`find`, `info`) are shown as the store says, unsigned, like snapd's. Every body read is
+//! bounded.
 
 use std::path::Path;
 use std::time::Duration;
@@ -23,6 +26,27 @@ type Result<T> = std::result::Result<T, StoreError>;
 
 /// How long a request may take to start answering, and a download may stay silent.
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest refresh answer read (its assertions grow with the packs asked about).
+const MAX_ANSWER: usize = 16 << 20;
+/// The largest search, info or error answer read.
+const MAX_READ: usize = 4 << 20;
+
+/// Reads at most `limit` bytes of `resp`'s body; a longer one is refused.
+async fn read_limited(
+    resp: reqwest::Response,
+    limit: usize,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if out.len() + chunk.len() > limit {
+            return Err(format!("its answer is larger than {} MiB", limit >> 20));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
 
 pub fn sha3_hex(bytes: &[u8]) -> String {
     hex(&Sha3_384::digest(bytes))
@@ -160,9 +184,13 @@ impl StoreClient {
     /// A store's error answer, in its own words.
     async fn refused(remote: &Remote, resp: reqwest::Response) -> StoreError {
         let status = resp.status();
-        let message = match resp.json::<ErrorBody>().await {
-            Ok(b) => b.error.message,
-            Err(_) => format!("it answered {status}"),
+        let message = match read_limited(resp, 64 << 10)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ErrorBody>(&b).ok())
+        {
+            Some(b) => b.error.message,
+            None => format!("it answered {status}"),
         };
         if status == reqwest::StatusCode::NOT_FOUND {
             return StoreError::StoreSays {
@@ -192,8 +220,10 @@ impl StoreClient {
         if !resp.status().is_success() {
             return Err(Self::refused(remote, resp).await);
         }
-        resp.json()
+        let body = read_limited(resp, MAX_READ)
             .await
+            .map_err(|e| Self::unreachable(remote, e))?;
+        serde_json::from_slice(&body)
             .map_err(|e| Self::unreachable(remote, format!("its answer is not valid: {e}")))
     }
 
@@ -230,6 +260,13 @@ impl StoreClient {
         }
         let resp = r.send().await.map_err(|e| Self::unreachable(remote, e))?;
         if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+            // Only an answer to "has it changed since this one?" may be "no".
+            if if_none_match.is_none() {
+                return Err(StoreError::untrusted(
+                    &remote.name,
+                    "it answered 304 Not Modified to a request that named no earlier answer",
+                ));
+            }
             return Ok(Outcome::NotModified);
         }
         if !resp.status().is_success() {
@@ -240,9 +277,10 @@ impl StoreClient {
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let parsed: RefreshResponse = resp
-            .json()
+        let raw = read_limited(resp, MAX_ANSWER)
             .await
+            .map_err(|e| Self::unreachable(remote, e))?;
+        let parsed: RefreshResponse = serde_json::from_slice(&raw)
             .map_err(|e| Self::unreachable(remote, format!("its answer is not valid: {e}")))?;
         let verified = verify_answer(remote, ring, &body, &parsed, now)?;
         Ok(Outcome::Answer {
@@ -270,12 +308,25 @@ impl StoreClient {
         let io = |what: &str, e| IoError::new(format!("cannot {what} {}", partial.display()), e);
         let mut hasher = Sha3_384::new();
         let mut done = 0u64;
-        if let Ok(existing) = tokio::fs::read(partial).await {
-            if existing.len() as u64 <= offer.size {
-                hasher.update(&existing);
-                done = existing.len() as u64;
-            } else {
+        // What an earlier try left: hashed in pieces (it may be large), kept if it fits.
+        if let Ok(mut f) = tokio::fs::File::open(partial).await {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut buf).await.map_err(|e| io("read", e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                done += n as u64;
+                if done > offer.size {
+                    break;
+                }
+            }
+            if done > offer.size {
                 let _ = tokio::fs::remove_file(partial).await;
+                hasher = Sha3_384::new();
+                done = 0;
             }
         }
         let total = offer.size;

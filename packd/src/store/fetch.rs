@@ -65,12 +65,17 @@ impl StoreManager {
             return all.into_iter().next().ok_or(StoreError::NoRemotes);
         }
         let mut having = Vec::new();
+        let mut failed = None;
         for r in all {
-            if self.client.info(&r, name).await.is_ok() {
-                having.push(r);
+            match self.client.info(&r, name).await {
+                Ok(_) => having.push(r),
+                Err(StoreError::StoreSays { .. }) => {}
+                Err(e) => failed = Some(e),
             }
         }
         match having.len() {
+            // Nobody has it, but somebody could not say: that is the answer then.
+            0 if failed.is_some() => Err(failed.unwrap_or(StoreError::NoRemotes)),
             0 => Err(StoreError::StoreSays {
                 name: name.to_string(),
                 code: "not-found".into(),
@@ -198,9 +203,10 @@ impl StoreManager {
         self.obtain(remote, &verified, &offer, events).await
     }
 
-    /// One refresh request to `remote` about `packs` and `install`, verified; its serial,
-    /// expiry and ETag kept (its assertions are kept only with a download that matched
-    /// them, by [`Self::keep_assertions`]). `None`: `304`.
+    /// One refresh request to `remote` about `packs` and `install`, verified; its serial and
+    /// expiry kept, and (`use_etag`, auto-refresh's) its ETag. Its assertions are kept by
+    /// [`Self::keep_assertions`], once one of its offers was downloaded and matched, or a
+    /// kept revision is gone back to. `None`: `304`.
     pub(super) async fn ask(
         &self,
         remote: &Remote,
@@ -239,7 +245,9 @@ impl StoreManager {
                 r.serial = r.serial.max(verified.serial);
                 r.answer_expires = verified.expires;
                 r.answer_signed = verified.signed_at;
-                r.etag = etag.filter(|_| quiet).map(|t| (t, digest.clone()));
+                if use_etag {
+                    r.etag = etag.filter(|_| quiet).map(|t| (t, digest.clone()));
+                }
             }
             Ok::<_, StoreError>(())
         })?;
@@ -262,26 +270,45 @@ impl StoreManager {
         verified: &Verified,
         offer: &Offer,
     ) -> Result<Vec<String>> {
+        // The newest of what came with the answer and what the device kept: an older copy
+        // slipped into the (unsigned) stream never wins.
         let find = |kind: Kind, key: &[&str]| -> Result<Option<Assertion>> {
-            if let Some(a) = verified
+            let sent = verified
                 .assertions
                 .iter()
-                .find(|a| a.kind() == kind && a.primary_key() == key)
-            {
-                return Ok(Some(a.clone()));
-            }
-            self.db(&remote.name).get(kind, key)
+                .filter(|a| a.kind() == kind && a.primary_key() == key)
+                .max_by_key(|a| a.revision())
+                .cloned();
+            let kept = self.db(&remote.name).get(kind, key)?;
+            Ok(match (sent, kept) {
+                (Some(s), Some(k)) => Some(if k.revision() > s.revision() { k } else { s }),
+                (s, k) => s.or(k),
+            })
         };
         let bad = |m: String| StoreError::untrusted(&remote.name, m);
-        // It names files in the download cache: a plain name only.
+        // Names that become file names and requests: plain ones only.
         if !super::assertdb::safe_name(&offer.pack_id) {
             return Err(bad(format!(
                 "pack-id {:?} is not a plain name",
                 offer.pack_id
             )));
         }
+        let names = std::iter::once(&offer.name)
+            .chain(offer.base.iter())
+            .chain(offer.default_providers.iter());
+        for n in names {
+            packfmt::meta::validate_pack_name(n).map_err(bad)?;
+        }
         let decl = find(Kind::PackDeclaration, &[&offer.pack_id])?
             .ok_or_else(|| bad(format!("no pack-declaration for {}", offer.name)))?;
+        if decl.revision() != offer.declaration_revision {
+            return Err(bad(format!(
+                "the answer stands on revision {} of {}'s declaration, but revision {} came with it",
+                offer.declaration_revision,
+                offer.name,
+                decl.revision()
+            )));
+        }
         if decl.get("pack-name") != offer.name {
             return Err(bad(format!(
                 "pack-id {} is declared as {:?}, not {:?}",
@@ -345,19 +372,16 @@ impl StoreManager {
         // A revision kept from before (the current one revoked, say): go back to it.
         let rev = Revision::Store(offer.revision);
         let kept = self.state.read(|s| {
-            s.packs
-                .get(&offer.name)
-                .is_some_and(|p| p.revision(rev).is_some() && p.current != rev)
+            s.packs.get(&offer.name).is_some_and(|p| {
+                p.current != rev
+                    && p.revision(rev)
+                        .is_some_and(|r| r.sha3_384 == offer.sha3_384)
+            })
         });
         if kept {
             self.keep_assertions(remote, verified)?;
+            // Tracking stays as it is: the kept revision was installed from this same pack.
             let id = self.packs.revert(&offer.name, Some(rev))?;
-            self.state.update(|s| {
-                if let Some(p) = s.packs.get_mut(&offer.name) {
-                    p.tracking = Some(tracking.clone());
-                }
-                Ok::<_, StoreError>(())
-            })?;
             send(
                 events,
                 StoreEvent::Change {
@@ -453,10 +477,14 @@ impl StoreManager {
 
     /// Moves a verified download to where uploads are staged.
     fn stage(&self, partial: &std::path::Path, offer: &Offer) -> Result<PathBuf> {
-        let staged = self
-            .paths
-            .upload_dir()
-            .join(format!("store-{}-{}.pack", offer.name, offer.revision));
+        let mut raw = [0u8; 6];
+        getrandom::fill(&mut raw)
+            .map_err(|e| StoreError::BadRequest(format!("no randomness: {e}")))?;
+        let tag: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let staged = self.paths.upload_dir().join(format!(
+            "store-{}-{}-{tag}.pack",
+            offer.name, offer.revision
+        ));
         if std::fs::rename(partial, &staged).is_err() {
             std::fs::copy(partial, &staged)
                 .map_err(|e| IoError::new(format!("cannot stage {}", staged.display()), e))?;

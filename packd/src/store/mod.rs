@@ -98,6 +98,15 @@ impl StoreManager {
         Ok(manager)
     }
 
+    /// The install-or-refresh lock, for changes to remotes (which must not happen under one).
+    fn not_busy(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+        self.busy.try_lock().map_err(|_| {
+            StoreError::BadRequest(
+                "an install or refresh from a store is under way; try again when it is done".into(),
+            )
+        })
+    }
+
     fn db(&self, remote: &str) -> AssertionDb {
         AssertionDb::new(&self.paths.assertions_dir(), remote)
     }
@@ -158,6 +167,7 @@ impl StoreManager {
 
     /// `pack remote add NAME URL --trust ROOT.assert` (`trust` is the file's text).
     pub fn add_remote(&self, name: &str, url: &str, trust: &str) -> Result<RemoteInfo> {
+        let _busy = self.not_busy()?;
         check_remote_name(name)?;
         let url = check_url(url)?;
         let root = Assertion::parse(trust.trim().as_bytes()).map_err(|e| {
@@ -216,6 +226,7 @@ impl StoreManager {
 
     /// `pack remote remove NAME`: refused while packs come from it.
     pub fn remove_remote(&self, name: &str) -> Result<()> {
+        let _busy = self.not_busy()?;
         self.state.update(|s| {
             if !s.remotes.contains_key(name) {
                 return Err(StoreError::NoRemote(name.to_string()));

@@ -75,16 +75,40 @@ impl StoreManager {
         let mut started = Vec::new();
         let mut unchanged: Vec<String> = Vec::new();
         for rname in remotes {
-            let remote = self.remote(&rname)?;
-            let mine: Vec<Installed> = targets
-                .iter()
-                .filter(|(r, _)| *r == rname)
-                .map(|(_, i)| i.clone())
-                .filter(|i| {
-                    mode == Mode::Manual && !names.is_empty()
-                        || self.state.read(|s| held_until(s, &i.name, now)).is_none()
-                })
-                .collect();
+            let in_remote = || targets.iter().filter(|(r, _)| *r == rname);
+            let remote = match self.remote(&rname) {
+                Ok(r) => r,
+                Err(e) => {
+                    for (_, i) in in_remote() {
+                        send(events, error_event(&i.name, &e));
+                    }
+                    continue;
+                }
+            };
+            let mut mine: Vec<Installed> = Vec::new();
+            for (_, i) in in_remote() {
+                let held = self.state.read(|s| held_until(s, &i.name, now)).is_some();
+                // Named by hand: refreshed even when held.
+                let by_hand = mode == Mode::Manual && !names.is_empty();
+                if held && !by_hand {
+                    continue;
+                }
+                // Another change on it (a refresh still in its health window, say): next time.
+                if let Some(c) = self
+                    .state
+                    .read(|s| s.change_in_progress(&i.name).map(|c| c.id))
+                {
+                    if mode == Mode::Manual {
+                        let busy = StoreError::BadRequest(format!(
+                            "{} has change {c} in progress; wait for it with 'pack watch {c}'",
+                            i.name
+                        ));
+                        send(events, error_event(&i.name, &busy));
+                    }
+                    continue;
+                }
+                mine.push(i.clone());
+            }
             if mine.is_empty() {
                 continue;
             }
@@ -113,11 +137,19 @@ impl StoreManager {
                 send(events, error_event(&e.name, &err));
             }
             for i in &mine {
-                let Some(offer) = verified.answer.results.iter().find(|o| o.name == i.name) else {
+                // The same pack, not just the same name.
+                let offer = verified
+                    .answer
+                    .results
+                    .iter()
+                    .find(|o| o.name == i.name && o.pack_id == i.pack_id);
+                let Some(offer) = offer else {
                     if !verified.answer.errors.iter().any(|e| e.name == i.name) {
                         unchanged.push(i.name.clone());
-                        if channel.is_some() {
-                            self.set_channel(&i.name, &i.channel)?;
+                        if channel.is_some()
+                            && let Err(e) = self.set_channel(&i.name, &i.channel)
+                        {
+                            send(events, error_event(&i.name, &e));
                         }
                     }
                     continue;
@@ -134,7 +166,15 @@ impl StoreManager {
                     continue;
                 }
                 match self.obtain(&remote, &verified, offer, events).await {
-                    Ok(s) => started.push(s),
+                    Ok(s) => {
+                        // What the user asked to follow (an install links it too).
+                        if channel.is_some()
+                            && let Err(e) = self.set_channel(&i.name, &i.channel)
+                        {
+                            send(events, error_event(&i.name, &e));
+                        }
+                        started.push(s);
+                    }
                     Err(e) => send(events, error_event(&i.name, &e)),
                 }
             }
@@ -159,9 +199,9 @@ impl StoreManager {
         self.set_channel(name, channel)
     }
 
-    /// `pack refresh --list`: what a refresh would bring, asked now.
+    /// `pack refresh --list`: what a refresh would bring, asked now. Anyone may ask, so it
+    /// neither waits for a refresh under way nor replaces the ETag auto-refresh keeps.
     pub async fn pending(&self, names: &[String]) -> Result<Vec<PendingRefresh>> {
-        let _busy = self.busy.lock().await;
         let targets = self.refresh_targets(names)?;
         let now = now();
         let mut out = Vec::new();
@@ -179,7 +219,10 @@ impl StoreManager {
                 continue;
             };
             for o in &verified.answer.results {
-                let Some(i) = mine.iter().find(|i| i.name == o.name) else {
+                let Some(i) = mine
+                    .iter()
+                    .find(|i| i.name == o.name && i.pack_id == o.pack_id)
+                else {
                     continue;
                 };
                 let (held, skipped) = self.state.read(|s| {

@@ -269,6 +269,12 @@ impl Builder {
         self
     }
 
+    /// Drops a header (a grant taken away, say).
+    pub fn without(mut self, name: &str) -> Builder {
+        self.headers.retain(|(n, _)| n != name);
+        self
+    }
+
     pub fn body(mut self, body: Vec<u8>) -> Builder {
         self.body = body;
         self
