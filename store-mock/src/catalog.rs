@@ -28,6 +28,8 @@ pub struct Catalog {
     assertions: HashMap<(String, String), Vec<u8>>,
     /// The account-keys' texts (every device gets them with an answer).
     account_keys: Vec<Vec<u8>>,
+    /// Rollouts under way (running, paused or halted), by pack-id.
+    rollouts: HashMap<String, Vec<crate::rollouts::RolloutRow>>,
 }
 
 /// How often devices are asked to poll (seconds).
@@ -72,7 +74,12 @@ impl Catalog {
                 text,
             );
         }
+        let mut rollouts: HashMap<String, Vec<crate::rollouts::RolloutRow>> = HashMap::new();
+        for r in db.rollouts()?.into_iter().filter(|r| r.state.is_active()) {
+            rollouts.entry(r.pack_id.clone()).or_default().push(r);
+        }
         Ok(Catalog {
+            rollouts,
             serial: db.serial()?,
             authority: db.setting("authority-id")?.unwrap_or_default(),
             packs,
@@ -182,6 +189,22 @@ impl Catalog {
                     ),
                 ));
                 continue;
+            };
+            // A rollout on the channel that offers: its revision for the devices of its open
+            // waves; the channel's own for the others; nothing for those that have it.
+            let rollout = self
+                .rollouts
+                .get(&e.pack.pack_id)
+                .and_then(|rs| rs.iter().find(|r| r.channel == released_to));
+            let rev = match rollout {
+                Some(r) if current == Some(r.revision) => continue,
+                Some(r) if r.offers(req.device_id.as_deref().unwrap_or("")) => {
+                    match e.revisions.get(&r.revision).filter(|x| x.revoked.is_none()) {
+                        Some(x) => x,
+                        None => rev,
+                    }
+                }
+                _ => rev,
             };
             if current == Some(rev.revision) {
                 continue;

@@ -97,6 +97,40 @@ impl Client {
         .await
     }
 
+    /// A progressive release of `revision` to `channel`; the rollout's id.
+    pub async fn release_progressive(
+        &self,
+        name: &str,
+        revision: u32,
+        channel: &str,
+        plan: &crate::rollouts::Progressive,
+    ) -> anyhow::Result<Value> {
+        self.answer(
+            self.post(&format!("/v1/packs/{name}/releases"))?
+                .json(&serde_json::json!({
+                    "revision": revision, "channels": [channel], "progressive": plan
+                })),
+        )
+        .await
+    }
+
+    pub async fn rollouts(&self, name: &str) -> anyhow::Result<Value> {
+        self.answer(
+            self.http
+                .get(format!("{}/v1/packs/{name}/rollouts", self.url))
+                .bearer_auth(self.token()?),
+        )
+        .await
+    }
+
+    pub async fn control_rollout(&self, name: &str, action: &str) -> anyhow::Result<Value> {
+        self.answer(
+            self.post(&format!("/v1/packs/{name}/rollouts"))?
+                .json(&serde_json::json!({ "action": action })),
+        )
+        .await
+    }
+
     pub async fn close(&self, name: &str, channels: &[String]) -> anyhow::Result<Value> {
         self.answer(
             self.post(&format!("/v1/packs/{name}/close"))?

@@ -30,13 +30,21 @@ CREATE TABLE IF NOT EXISTS releases (
 CREATE TABLE IF NOT EXISTS assertions (
     kind TEXT NOT NULL, key TEXT NOT NULL, revision INTEGER NOT NULL, sign_key TEXT NOT NULL,
     text BLOB NOT NULL, PRIMARY KEY (kind, key));
+CREATE TABLE IF NOT EXISTS rollouts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, pack_id TEXT NOT NULL, channel TEXT NOT NULL,
+    revision INTEGER NOT NULL, salt TEXT NOT NULL, waves TEXT NOT NULL, canaries TEXT NOT NULL,
+    halt TEXT, state TEXT NOT NULL, why TEXT, wave INTEGER NOT NULL,
+    wave_started INTEGER NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rollout_counts (
+    rollout INTEGER NOT NULL, wave INTEGER NOT NULL, outcome TEXT NOT NULL,
+    devices INTEGER NOT NULL, PRIMARY KEY (rollout, wave, outcome));
 CREATE TABLE IF NOT EXISTS reports (
     device_id TEXT NOT NULL, pack_id TEXT NOT NULL, revision INTEGER NOT NULL,
     outcome TEXT NOT NULL, task TEXT, message TEXT, at INTEGER NOT NULL);
 ";
 
 pub struct Db {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 /// A publisher, as its token proves.
@@ -366,12 +374,14 @@ impl Db {
         rows.collect::<std::result::Result<_, _>>().map_err(sql)
     }
 
-    /// Records a device's report on a refresh.
-    pub fn add_report(&self, r: &Report, now: i64) -> Result<()> {
-        self.conn
+    /// Records a device's report on a refresh; whether it was new (not sent before).
+    pub fn add_report(&self, r: &Report, now: i64) -> Result<bool> {
+        let n = self
+            .conn
             .execute(
-                "INSERT INTO reports (device_id, pack_id, revision, outcome, task, message, at)
-                 VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                "INSERT OR IGNORE INTO reports
+                 (device_id, pack_id, revision, outcome, task, message, at, report_id)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
                 params![
                     r.device_id,
                     r.pack_id,
@@ -379,11 +389,12 @@ impl Db {
                     r.outcome,
                     r.task,
                     r.message,
-                    now
+                    now,
+                    r.report_id
                 ],
             )
             .map_err(sql)?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// How many devices reported each outcome of each revision of `pack_id`.

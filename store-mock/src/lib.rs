@@ -17,6 +17,7 @@ pub mod db;
 pub mod keys;
 pub mod ops;
 pub mod rollout;
+pub mod rollouts;
 pub mod server;
 pub mod tls;
 

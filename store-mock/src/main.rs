@@ -94,6 +94,39 @@ enum Command {
         revision: u32,
         #[arg(required = true)]
         channels: Vec<String>,
+        /// Roll it out in waves instead (one channel): devices get it as their wave opens,
+        /// and the rollout halts by itself when too many of them fail.
+        #[arg(long)]
+        progressive: bool,
+        /// The waves: SHARE[:SOAK],... ending at 100% [default: 1%,5%,25%,100%, an hour each].
+        #[arg(long, requires = "progressive", value_name = "WAVES")]
+        waves: Option<String>,
+        /// Device ids that are in the first wave whatever their bucket (comma-separated).
+        #[arg(
+            long,
+            requires = "progressive",
+            value_delimiter = ',',
+            value_name = "ID,..."
+        )]
+        canary: Vec<String>,
+        /// Halt when more than this share of the devices that finished failed [default: 5%].
+        #[arg(long, requires = "progressive", value_name = "PCT")]
+        halt_at: Option<String>,
+        /// ...once at least this many finished [default: 3].
+        #[arg(long, requires = "progressive", value_name = "N")]
+        halt_min: Option<u64>,
+        /// Never halt by itself.
+        #[arg(long, requires = "progressive", conflicts_with_all = ["halt_at", "halt_min"])]
+        no_halt: bool,
+    },
+    /// Show a pack's rollouts (per wave: offered, installed, healthy, failed, reverted), or
+    /// pause, resume or halt the one under way.
+    Rollout {
+        name: String,
+        /// pause, resume or halt.
+        action: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Close channels: they follow the next more stable risk.
     Close {
@@ -253,6 +286,64 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             revision,
             channels,
+            progressive: true,
+            waves,
+            canary,
+            halt_at,
+            halt_min,
+            no_halt,
+        } => {
+            let [channel] = channels.as_slice() else {
+                anyhow::bail!("a progressive release goes to one channel at a time");
+            };
+            let mut halt = store_mock::rollout::Halt::default();
+            if let Some(p) = halt_at {
+                halt.ratio = p
+                    .strip_suffix('%')
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .map(|v| v / 100.0)
+                    .ok_or_else(|| anyhow::anyhow!("--halt-at takes a share such as 5%"))?;
+            }
+            if let Some(n) = halt_min {
+                halt.min_reports = *n;
+            }
+            let plan = store_mock::rollouts::Progressive {
+                waves: waves.clone(),
+                canaries: canary.clone(),
+                halt: Some(halt),
+                no_halt: *no_halt,
+            };
+            let v = client(&cli)?
+                .release_progressive(name, *revision, channel, &plan)
+                .await?;
+            writeln!(
+                out,
+                "rolling out {name} revision {revision} to {channel} (rollout {})",
+                v["rollout"]
+            )?;
+        }
+        Command::Rollout { name, action, json } => {
+            if let Some(a) = action {
+                let v = client(&cli)?.control_rollout(name, a).await?;
+                writeln!(
+                    out,
+                    "the rollout of {name} is {}",
+                    v["state"].as_str().unwrap_or("")
+                )?;
+            } else {
+                let v = client(&cli)?.rollouts(name).await?;
+                if *json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                } else {
+                    print_rollouts(out, &v)?;
+                }
+            }
+        }
+        Command::Release {
+            name,
+            revision,
+            channels,
+            ..
         } => {
             client(&cli)?.release(name, *revision, channels).await?;
             writeln!(
@@ -328,5 +419,50 @@ fn print_status(out: &mut impl Write, v: &serde_json::Value) -> anyhow::Result<(
         })
         .collect();
     writeln!(out, "Revisions: {}", revs.join(", "))?;
+    Ok(())
+}
+
+/// The table of `pack-store rollout NAME`.
+fn print_rollouts(out: &mut impl std::io::Write, v: &serde_json::Value) -> anyhow::Result<()> {
+    let Some(list) = v.as_array().filter(|l| !l.is_empty()) else {
+        writeln!(out, "no rollouts")?;
+        return Ok(());
+    };
+    for r in list {
+        let why = r["why"]
+            .as_str()
+            .map(|w| format!(": {w}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "rollout {} of revision {} to {}: {}{why}",
+            r["id"],
+            r["revision"],
+            r["channel"].as_str().unwrap_or(""),
+            r["state"].as_str().unwrap_or("")
+        )?;
+        writeln!(
+            out,
+            "  wave  share  open  offered  installed  healthy  failed  reverted"
+        )?;
+        for w in r["waves"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "  {:<4}  {:>4}%  {:<4}  {:>7}  {:>9}  {:>7}  {:>6}  {:>8}",
+                w["wave"],
+                w["share"].as_f64().unwrap_or(0.0) * 100.0,
+                if w["open"].as_bool().unwrap_or(false) {
+                    "yes"
+                } else {
+                    "no"
+                },
+                w["offered"],
+                w["installed"],
+                w["healthy"],
+                w["failed"],
+                w["reverted"]
+            )?;
+        }
+    }
     Ok(())
 }

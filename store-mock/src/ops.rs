@@ -60,7 +60,11 @@ impl Store {
         let mut r = r.clone();
         r.message = r.message.map(|m| m.chars().take(1000).collect());
         r.task = r.task.map(|t| t.chars().take(100).collect());
-        self.lock().add_report(&r, now())
+        let new = self.lock().add_report(&r, now())?;
+        if new {
+            self.count_report(&r)?;
+        }
+        Ok(())
     }
 
     /// Devices' reports on `pack_id`: (revision, outcome, devices).
@@ -93,12 +97,15 @@ impl Store {
         Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Db> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Db> {
         self.db.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs a change in one transaction, bumps the serial, and takes the catalog again.
-    fn change<T>(&self, f: impl FnOnce(&Db, &SecretKey, &str) -> Result<T>) -> Result<T> {
+    pub(crate) fn change<T>(
+        &self,
+        f: impl FnOnce(&Db, &SecretKey, &str) -> Result<T>,
+    ) -> Result<T> {
         let key = self.signing_key()?;
         let mut db = self.lock();
         let authority = self.catalog().authority.clone();
@@ -175,7 +182,7 @@ impl Store {
     }
 
     /// The pack `name`, if `publisher` owns it.
-    fn owned(&self, publisher: &Publisher, name: &str) -> Result<PackRow> {
+    pub(crate) fn owned(&self, publisher: &Publisher, name: &str) -> Result<PackRow> {
         match self.lock().pack(name)? {
             Some(p) if p.publisher_id == publisher.id => Ok(p),
             Some(_) => Err(StoreError::Forbidden(format!(
@@ -270,6 +277,7 @@ impl Store {
         }
         self.change(|db, _, _| {
             for c in channels {
+                crate::rollouts::supersede(db, &pack.pack_id, c)?;
                 db.add_release(&pack.pack_id, c, Some(revision), now())?;
             }
             Ok(())

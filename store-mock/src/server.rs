@@ -73,6 +73,10 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/v1/packs/{name}/revisions", post(upload))
         .route("/v1/packs/{name}/releases", post(release))
         .route("/v1/packs/{name}/close", post(close))
+        .route(
+            "/v1/packs/{name}/rollouts",
+            get(rollouts).post(control_rollout),
+        )
         .route("/v1/packs/{name}/revisions/{rev}/revoke", post(revoke))
         .route("/v1/assertions/{kind}/{*key}", get(assertion))
         .route("/v1/download/{pack_id}/{rev}", get(download))
@@ -93,6 +97,11 @@ pub async fn serve(store: Arc<Store>, listener: tokio::net::TcpListener) -> std:
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
+            let s = watcher.clone();
+            let ticked = tokio::task::spawn_blocking(move || s.tick_rollouts()).await;
+            if let Ok(Err(e)) = ticked {
+                tracing::warn!(%e, "cannot advance the rollouts");
+            }
             let s = watcher.clone();
             match tokio::task::spawn_blocking(move || s.reload_if_changed()).await {
                 Ok(Err(e)) => tracing::warn!(%e, "cannot read the store's changes"),
@@ -304,6 +313,9 @@ async fn receive(body: Body, path: &std::path::Path) -> Result<(u64, String), St
 struct ReleaseBody {
     revision: u32,
     channels: Vec<String>,
+    /// A progressive release (one channel).
+    #[serde(default)]
+    progressive: Option<crate::rollouts::Progressive>,
 }
 
 async fn release(
@@ -314,8 +326,48 @@ async fn release(
 ) -> ApiResult<Response> {
     let p = publisher(&s, &headers)?;
     let list = channels(&b.channels)?;
+    if let Some(plan) = b.progressive {
+        let [channel] = list.as_slice() else {
+            return Err(StoreError::Invalid(
+                "a progressive release goes to one channel at a time".into(),
+            )
+            .into());
+        };
+        let channel = channel.clone();
+        let id =
+            blocking(move || s.release_progressive(&p, &name, b.revision, &channel, &plan)).await?;
+        return Ok(Json(serde_json::json!({ "rollout": id })).into_response());
+    }
     blocking(move || s.release(&p, &name, b.revision, &list)).await?;
     Ok(Json(serde_json::json!({})).into_response())
+}
+
+/// `GET /v1/packs/NAME/rollouts`: its rollouts, newest first, with counts per wave.
+async fn rollouts(
+    State(s): State<Arc<Store>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let p = publisher(&s, &headers)?;
+    let list = blocking(move || s.rollouts(&p, &name)).await?;
+    Ok(Json(serde_json::json!(list)).into_response())
+}
+
+#[derive(Deserialize)]
+struct RolloutAction {
+    action: String,
+}
+
+/// `POST /v1/packs/NAME/rollouts` with `{"action": "pause"|"resume"|"halt"}`.
+async fn control_rollout(
+    State(s): State<Arc<Store>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(b): Json<RolloutAction>,
+) -> ApiResult<Response> {
+    let p = publisher(&s, &headers)?;
+    let state = blocking(move || s.control_rollout(&p, &name, &b.action)).await?;
+    Ok(Json(serde_json::json!({ "state": state })).into_response())
 }
 
 #[derive(Deserialize)]

@@ -331,7 +331,11 @@ fn a_device_installs_by_name_and_keeps_itself_up_to_date() {
     assert!(slot("spy").is_null(), "{}", slot("spy"));
     // The grant can be taken away again (for the next install or refresh).
     let withdrawn = pack_store(None, None, &["declare", dir, "tools"]);
-    assert!(withdrawn.ok().contains("tools may auto-connect no interface"));
+    assert!(
+        withdrawn
+            .ok()
+            .contains("tools may auto-connect no interface")
+    );
 
     // A content plug's default provider comes with it, and connects.
     for (name, ports) in [
