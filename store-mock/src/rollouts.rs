@@ -370,12 +370,15 @@ impl Store {
         Ok(true)
     }
 
-    /// Counts a new report in its rollout's wave, and halts the rollout when the rule breaks.
+    /// Counts a new report in its rollout's wave (a done rollout's too), and halts a running
+    /// rollout when the rule breaks.
     pub fn count_report(&self, r: &Report) -> Result<()> {
-        let rollout =
-            self.lock().rollouts()?.into_iter().rev().find(|x| {
-                x.pack_id == r.pack_id && x.revision == r.revision && x.state.is_active()
-            });
+        // A done rollout goes on counting: its late devices are part of its story.
+        let rollout = self.lock().rollouts()?.into_iter().rev().find(|x| {
+            x.pack_id == r.pack_id
+                && x.revision == r.revision
+                && (x.state.is_active() || x.state == State::Done)
+        });
         let Some(x) = rollout else {
             return Ok(());
         };
