@@ -9,13 +9,17 @@
 #   store      1,000 devices (packd's own refresh client, concurrent, one connection each)
 #              polling a pack-store with 50 packs: p99 latency (goal < 50 ms), share of 304s
 #              (goal >= 95%), the store's RSS before and after (goal: flat)
+#   rollout    10,000 simulated devices (packd's refresh and report client) through a
+#              progressive release whose first wave fails 30%: the halt within one poll
+#              interval of the rule being crossed, no device outside the first wave offered,
+#              bucket shares over 100,000 ids, p99 poll latency
 # BENCH=pack|launch|refresh runs one section (default: all). BENCH_TREE overrides the pack payload
 # (default: Debian's python3 library trees). BIN names the binaries (`make bench` builds static
 # release binaries and sets it).
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release}
-BENCH=${BENCH:-pack launch refresh store}
+BENCH=${BENCH:-pack launch refresh store rollout}
 # pack-store and store-bench (not in the static set of BIN).
 HOSTBIN=${HOSTBIN:-$BIN}
 STORE_PID=""
@@ -167,12 +171,40 @@ bench_store() {
 	kill "$STORE_PID"; wait "$STORE_PID" 2>/dev/null || true; STORE_PID=""
 }
 
+bench_rollout() {
+	DEVICES=${ROLLOUT_DEVICES:-10000}
+	S=$WORK/rstore
+	"$HOSTBIN/pack-store" init "$S" >/dev/null
+	TOKEN=$("$HOSTBIN/pack-store" publisher add "$S" bench)
+	"$HOSTBIN/pack-store" serve "$S" --listen 127.0.0.1:0 >"$WORK/rstore.out" 2>"$WORK/rstore.log" &
+	STORE_PID=$!
+	i=0
+	until [ -s "$WORK/rstore.out" ]; do i=$((i + 1)); [ $i -lt 200 ] || { cat "$WORK/rstore.log"; exit 1; }; sleep 0.05; done
+	URL=$(head -n1 "$WORK/rstore.out" | awk '{print $NF}')
+	export PACK_STORE_URL="$URL" PACK_STORE_TOKEN="$TOKEN"
+	"$HOSTBIN/pack-store" register sim >/dev/null
+	for v in 1 2; do
+		mkdir -p "$WORK/sim$v/meta" "$WORK/sim$v/bin"
+		printf "name: sim\nversion: '%s'\nbase: busybox\napps:\n  sim:\n    command: bin/run\n" "$v" >"$WORK/sim$v/meta/pack.yaml"
+		printf '#!/bin/sh\necho %s\n' "$v" >"$WORK/sim$v/bin/run"
+		chmod +x "$WORK/sim$v/bin/run"
+		"$BIN/pack" pack "$WORK/sim$v" --output "$WORK/sim$v.pack" >/dev/null
+	done
+	"$HOSTBIN/pack-store" upload "$WORK/sim1.pack" --release stable >/dev/null
+	"$HOSTBIN/pack-store" upload "$WORK/sim2.pack" >/dev/null
+	ulimit -n 65536 2>/dev/null || true
+	echo "== rollout: $DEVICES simulated devices through a progressive release ($(nproc) cores, one machine)"
+	"$HOSTBIN/store-bench" rollout "$URL" "$S/root.assert" "$STORE_PID" "$TOKEN" "$DEVICES" 30
+	kill "$STORE_PID"; wait "$STORE_PID" 2>/dev/null || true; STORE_PID=""
+}
+
 for section in $BENCH; do
 	case $section in
 	pack) bench_pack ;;
 	launch) bench_launch ;;
 	refresh) bench_refresh ;;
 	store) bench_store ;;
-	*) echo "unknown bench section '$section' (known: pack launch refresh store)" >&2; exit 2 ;;
+	rollout) bench_rollout ;;
+	*) echo "unknown bench section '$section' (known: pack launch refresh store rollout)" >&2; exit 2 ;;
 	esac
 done

@@ -3,7 +3,10 @@
 //! connection. Each device has 5 of the store's packs, at the revision `latest/stable` offers;
 //! its first poll gets a signed answer (checked as packd checks it), every later one asks with
 //! the ETag it was given. Prints p50/p99 latency, the share of 304s, and the store's RSS before,
-//! after the first round and at the end.
+//! after the first round and at the end. `store-bench rollout ...` simulates a fleet through a
+//! progressive release instead (see `rollout.rs`).
+
+mod rollout;
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +36,9 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("rollout") {
+        return rollout::run(&args).await;
+    }
     anyhow::ensure!(
         args.len() >= 4,
         "usage: store-bench URL ROOT.assert STORE_PID [DEVICES] [ROUNDS]"
