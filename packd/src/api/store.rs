@@ -101,10 +101,10 @@ pub async fn change_remote(
             let trust = req
                 .trust
                 .ok_or_else(|| ApiError::bad_request("add needs the store's root (--trust)"))?;
-            Ok(sync(d.stores.add_remote(&req.name, &url, &trust)?))
+            Ok(sync(d.stores.add_remote(&req.name, &url, &trust).await?))
         }
         "remove" => {
-            d.stores.remove_remote(&req.name)?;
+            d.stores.remove_remote(&req.name).await?;
             Ok(sync(serde_json::Value::Null))
         }
         other => Err(ApiError::bad_request(format!(

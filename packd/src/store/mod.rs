@@ -98,15 +98,6 @@ impl StoreManager {
         Ok(manager)
     }
 
-    /// The install-or-refresh lock, for changes to remotes (which must not happen under one).
-    fn not_busy(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
-        self.busy.try_lock().map_err(|_| {
-            StoreError::BadRequest(
-                "an install or refresh from a store is under way; try again when it is done".into(),
-            )
-        })
-    }
-
     fn db(&self, remote: &str) -> AssertionDb {
         AssertionDb::new(&self.paths.assertions_dir(), remote)
     }
@@ -136,7 +127,8 @@ impl StoreManager {
             }
             let url = std::fs::read_to_string(&path).unwrap_or_default();
             let trust = std::fs::read_to_string(path.with_extension("assert")).unwrap_or_default();
-            match self.add_remote(name, url.trim(), &trust) {
+            // At start: nothing else runs yet.
+            match self.add_remote_now(name, url.trim(), &trust) {
                 Ok(_) => tracing::info!(remote = name, "added a provisioned remote"),
                 Err(e) => {
                     tracing::warn!(remote = name, error = %e, "cannot add a provisioned remote")
@@ -166,8 +158,13 @@ impl StoreManager {
     }
 
     /// `pack remote add NAME URL --trust ROOT.assert` (`trust` is the file's text).
-    pub fn add_remote(&self, name: &str, url: &str, trust: &str) -> Result<RemoteInfo> {
-        let _busy = self.not_busy()?;
+    /// (Remotes change between installs and refreshes, never under one.)
+    pub async fn add_remote(&self, name: &str, url: &str, trust: &str) -> Result<RemoteInfo> {
+        let _busy = self.busy.lock().await;
+        self.add_remote_now(name, url, trust)
+    }
+
+    fn add_remote_now(&self, name: &str, url: &str, trust: &str) -> Result<RemoteInfo> {
         check_remote_name(name)?;
         let url = check_url(url)?;
         let root = Assertion::parse(trust.trim().as_bytes()).map_err(|e| {
@@ -225,8 +222,8 @@ impl StoreManager {
     }
 
     /// `pack remote remove NAME`: refused while packs come from it.
-    pub fn remove_remote(&self, name: &str) -> Result<()> {
-        let _busy = self.not_busy()?;
+    pub async fn remove_remote(&self, name: &str) -> Result<()> {
+        let _busy = self.busy.lock().await;
         self.state.update(|s| {
             if !s.remotes.contains_key(name) {
                 return Err(StoreError::NoRemote(name.to_string()));
