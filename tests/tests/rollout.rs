@@ -227,4 +227,29 @@ fn twenty_devices_roll_out_wave_by_wave_and_a_failing_release_halts_by_itself() 
     }
     let text = store.publish(&["rollout", "hello"]).ok();
     assert!(text.contains(": halted: 2 of 2"), "{text}");
+
+    // Halted by hand, then rolled back: the device that took it goes back to 2.
+    up(&hello(work.path(), &devices[0], "4.0", false));
+    store
+        .publish(&[
+            "release",
+            "hello",
+            "4",
+            "stable",
+            "--progressive",
+            "--waves",
+            "0.01%:1h,100%",
+            "--canary",
+            &id(&devices[2]),
+        ])
+        .ok();
+    within(30, "the canary takes 4", || revision(&devices[2]) == "4");
+    let out = store.publish(&["rollout", "hello", "halt"]).ok();
+    assert!(out.contains("is halted"), "{out}");
+    store.publish(&["release", "hello", "2", "stable"]).ok();
+    assert_eq!(rollout(&store)["state"], "superseded");
+    within(30, "the canary is rolled back to 2", || {
+        revision(&devices[2]) == "2"
+    });
+    assert_eq!(at("2"), DEVICES, "{:?}", revisions());
 }
