@@ -143,18 +143,24 @@ print(f"downtime median {statistics.median(gaps):.1f} ms  min {min(gaps):.1f}  m
 PY
 }
 
+# A new pack-store in $1, served on loopback: sets S, TOKEN, URL, STORE_PID, and the
+# publisher environment.
+start_store() {
+	S=$1
+	"$HOSTBIN/pack-store" init "$S" >/dev/null
+	TOKEN=$("$HOSTBIN/pack-store" publisher add "$S" bench)
+	"$HOSTBIN/pack-store" serve "$S" --listen 127.0.0.1:0 >"$S.out" 2>"$S.log" &
+	STORE_PID=$!
+	i=0
+	until [ -s "$S.out" ]; do i=$((i + 1)); [ $i -lt 200 ] || { cat "$S.log"; exit 1; }; sleep 0.05; done
+	URL=$(head -n1 "$S.out" | awk '{print $NF}')
+	export PACK_STORE_URL="$URL" PACK_STORE_TOKEN="$TOKEN"
+}
+
 bench_store() {
 	DEVICES=${STORE_DEVICES:-1000}
 	ROUNDS=${STORE_ROUNDS:-40}
-	S=$WORK/store
-	"$HOSTBIN/pack-store" init "$S" >/dev/null
-	TOKEN=$("$HOSTBIN/pack-store" publisher add "$S" bench)
-	"$HOSTBIN/pack-store" serve "$S" --listen 127.0.0.1:0 >"$WORK/store.out" 2>"$WORK/store.log" &
-	STORE_PID=$!
-	i=0
-	until [ -s "$WORK/store.out" ]; do i=$((i + 1)); [ $i -lt 200 ] || { cat "$WORK/store.log"; exit 1; }; sleep 0.05; done
-	URL=$(head -n1 "$WORK/store.out" | awk '{print $NF}')
-	export PACK_STORE_URL="$URL" PACK_STORE_TOKEN="$TOKEN"
+	start_store "$WORK/store"
 	for n in $(seq -w 1 50); do
 		mkdir -p "$WORK/p$n/meta" "$WORK/p$n/bin"
 		printf "name: p%s\nversion: '1'\nbase: busybox\nsummary: bench pack %s\napps:\n  p%s:\n    command: bin/run\n" "$n" "$n" "$n" >"$WORK/p$n/meta/pack.yaml"
@@ -173,15 +179,7 @@ bench_store() {
 
 bench_rollout() {
 	DEVICES=${ROLLOUT_DEVICES:-10000}
-	S=$WORK/rstore
-	"$HOSTBIN/pack-store" init "$S" >/dev/null
-	TOKEN=$("$HOSTBIN/pack-store" publisher add "$S" bench)
-	"$HOSTBIN/pack-store" serve "$S" --listen 127.0.0.1:0 >"$WORK/rstore.out" 2>"$WORK/rstore.log" &
-	STORE_PID=$!
-	i=0
-	until [ -s "$WORK/rstore.out" ]; do i=$((i + 1)); [ $i -lt 200 ] || { cat "$WORK/rstore.log"; exit 1; }; sleep 0.05; done
-	URL=$(head -n1 "$WORK/rstore.out" | awk '{print $NF}')
-	export PACK_STORE_URL="$URL" PACK_STORE_TOKEN="$TOKEN"
+	start_store "$WORK/rstore"
 	"$HOSTBIN/pack-store" register sim >/dev/null
 	for v in 1 2; do
 		mkdir -p "$WORK/sim$v/meta" "$WORK/sim$v/bin"

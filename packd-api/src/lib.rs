@@ -13,3 +13,16 @@ pub mod store;
 pub mod types;
 
 pub use errors::{ErrorKind, exit};
+
+/// Percent-encodes a path segment or query value: everything but RFC 3986's unreserved
+/// characters (the client's requests to packd, and packd's to stores).
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -252,6 +252,20 @@ impl Store {
         result
     }
 
+    /// Refuses a revision that does not exist or is revoked.
+    pub(crate) fn releasable(&self, name: &str, revision: u32) -> Result<()> {
+        let cat = self.catalog();
+        match cat.packs.get(name).and_then(|e| e.revisions.get(&revision)) {
+            None => Err(StoreError::NotFound(format!(
+                "{name} has no revision {revision}; see pack-store status {name}"
+            ))),
+            Some(r) if r.revoked.is_some() => Err(StoreError::Invalid(format!(
+                "revision {revision} of {name} is revoked; it cannot be released again"
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Releases revision `revision` of `name` to `channels`.
     pub fn release(
         &self,
@@ -261,20 +275,7 @@ impl Store {
         channels: &[Channel],
     ) -> Result<()> {
         let pack = self.owned(publisher, name)?;
-        let cat = self.catalog();
-        match cat.packs.get(name).and_then(|e| e.revisions.get(&revision)) {
-            None => {
-                return Err(StoreError::NotFound(format!(
-                    "{name} has no revision {revision}; see pack-store status {name}"
-                )));
-            }
-            Some(r) if r.revoked.is_some() => {
-                return Err(StoreError::Invalid(format!(
-                    "revision {revision} of {name} is revoked; it cannot be released again"
-                )));
-            }
-            Some(_) => {}
-        }
+        self.releasable(name, revision)?;
         self.change(|db, _, _| {
             for c in channels {
                 crate::rollouts::supersede(db, &pack.pack_id, c)?;

@@ -184,23 +184,7 @@ impl Store {
         plan: &Progressive,
     ) -> Result<i64> {
         let pack = self.owned(publisher, name)?;
-        let cat = self.catalog();
-        let entry = cat.packs.get(name).ok_or_else(|| {
-            StoreError::NotFound(format!("{name} has no revisions; upload one first"))
-        })?;
-        match entry.revisions.get(&revision) {
-            None => {
-                return Err(StoreError::NotFound(format!(
-                    "{name} has no revision {revision}; see pack-store status {name}"
-                )));
-            }
-            Some(r) if r.revoked.is_some() => {
-                return Err(StoreError::Invalid(format!(
-                    "revision {revision} of {name} is revoked; it cannot be released again"
-                )));
-            }
-            Some(_) => {}
-        }
+        self.releasable(name, revision)?;
         let waves: Waves = match &plan.waves {
             Some(w) => w.parse().map_err(StoreError::Invalid)?,
             None => Waves::default(),

@@ -5,7 +5,32 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::{Run, bin_dir};
+use crate::{Env, Run, bin_dir, write_pack_dir};
+
+/// A `hello` pack of `version` (its app prints `hello VERSION`) built by `env` into `dir`,
+/// with `hook` (its name and script) when given.
+pub fn hello_pack(dir: &Path, env: &Env, version: &str, hook: Option<(&str, &str)>) -> PathBuf {
+    let parent = dir.join(format!("src-{version}"));
+    std::fs::create_dir_all(&parent).expect("source dir");
+    let app = format!("#!/bin/sh\necho hello {version}\n");
+    let hook_path = hook.map(|(name, _)| format!("meta/hooks/{name}"));
+    let mut files = vec![("bin/hello", app.as_str())];
+    if let (Some(path), Some((_, script))) = (&hook_path, hook) {
+        files.push((path.as_str(), script));
+    }
+    let src = write_pack_dir(
+        &parent,
+        "hello",
+        &format!(
+            "name: hello\nversion: '{version}'\nsummary: Says hello\nbase: busybox\napps:\n  hello:\n    command: bin/hello\n"
+        ),
+        &files,
+    );
+    let built = env.build(&src);
+    let kept = dir.join(format!("hello_{version}.pack"));
+    std::fs::rename(built, &kept).expect("keep the pack");
+    kept
+}
 
 pub struct StoreServer {
     pub dir: tempfile::TempDir,

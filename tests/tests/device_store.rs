@@ -8,33 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use packd_tests::proxy::{Mode, Proxy};
-use packd_tests::store::{StoreServer, pack_store};
+use packd_tests::store::{StoreServer, hello_pack, pack_store};
 use packd_tests::{Env, busybox_base, require_root, write_pack_dir};
 
 /// A `hello` of `version`; with `failing`, its post-refresh hook fails.
 fn hello(env: &Env, version: &str, failing: bool) -> PathBuf {
-    let parent = env.dir.path().join(format!("src-{version}"));
-    fs::create_dir_all(&parent).unwrap();
-    let mut files = vec![("bin/hello", format!("#!/bin/sh\necho hello {version}\n"))];
-    if failing {
-        files.push((
-            "meta/hooks/post-refresh",
-            "#!/bin/sh\necho broken >&2\nexit 1\n".into(),
-        ));
-    }
-    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let dir = write_pack_dir(
-        &parent,
-        "hello",
-        &format!(
-            "name: hello\nversion: '{version}'\nsummary: Says hello\nbase: busybox\napps:\n  hello:\n    command: bin/hello\n"
-        ),
-        &files,
-    );
-    let built = env.build(&dir);
-    let kept = env.dir.path().join(format!("hello_{version}.pack"));
-    fs::rename(built, &kept).unwrap();
-    kept
+    let hook = failing.then_some(("post-refresh", "#!/bin/sh\necho broken >&2\nexit 1\n"));
+    hello_pack(env.dir.path(), env, version, hook)
 }
 
 fn json(s: &str) -> serde_json::Value {

@@ -3,40 +3,20 @@
 //! by itself in its first wave, no device outside that wave is offered it, and the devices that
 //! took it run the previous revision again.
 
-use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use packd_tests::store::StoreServer;
-use packd_tests::{Env, busybox_base, require_root, write_pack_dir};
+use packd_tests::store::{StoreServer, hello_pack};
+use packd_tests::{Env, busybox_base, require_root};
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
+/// A `hello` of `version`; with `failing`, its check-health hook fails.
 fn hello(dir: &std::path::Path, env: &Env, version: &str, failing: bool) -> PathBuf {
-    let parent = dir.join(format!("src-{version}"));
-    fs::create_dir_all(&parent).unwrap();
-    let mut files = vec![("bin/hello", format!("#!/bin/sh\necho hello {version}\n"))];
-    if failing {
-        files.push((
-            "meta/hooks/check-health",
-            "#!/bin/sh\necho unwell >&2\nexit 1\n".into(),
-        ));
-    }
-    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let src = write_pack_dir(
-        &parent,
-        "hello",
-        &format!(
-            "name: hello\nversion: '{version}'\nbase: busybox\napps:\n  hello:\n    command: bin/hello\n"
-        ),
-        &files,
-    );
-    let built = env.build(&src);
-    let kept = dir.join(format!("hello_{version}.pack"));
-    fs::rename(built, &kept).unwrap();
-    kept
+    let hook = failing.then_some(("check-health", "#!/bin/sh\necho unwell >&2\nexit 1\n"));
+    hello_pack(dir, env, version, hook)
 }
 
 fn revision(env: &Env) -> String {

@@ -1,18 +1,7 @@
 //! Request paths: path segments and query values percent-encoded, so that names and queries
 //! holding anything (spaces, `&`, `/`) reach packd as typed.
 
-/// Percent-encodes a path segment or query value: everything but RFC 3986's unreserved
-/// characters.
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use packd_api::url_encode as encode;
 
 /// `path?k=v&…` with every key and value encoded; `path` alone when there are no pairs.
 pub fn with_query<K: AsRef<str>, V: AsRef<str>>(path: &str, pairs: &[(K, V)]) -> String {

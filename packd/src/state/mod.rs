@@ -111,6 +111,22 @@ pub struct Remote {
     pub etag: Option<(String, String)>,
 }
 
+impl Remote {
+    /// A remote newly trusted through `root` (a root-key assertion), nothing seen from it yet.
+    pub fn new(name: &str, url: &str, root: &packfmt::assertion::Assertion) -> Remote {
+        Remote {
+            name: name.to_string(),
+            url: url.to_string(),
+            authority: root.authority().to_string(),
+            root_key: root.get("public-key-id").to_string(),
+            serial: 0,
+            answer_expires: 0,
+            answer_signed: 0,
+            etag: None,
+        }
+    }
+}
+
 /// Where an installed pack comes from and what it follows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -415,17 +415,7 @@ impl StoreClient {
     }
 }
 
-/// Percent-encodes a query or path value.
-pub fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use packd_api::url_encode;
 
 #[cfg(test)]
 #[path = "client_tests.rs"]

@@ -190,16 +190,7 @@ impl StoreManager {
             }
             e => e,
         })?;
-        let remote = Remote {
-            name: name.to_string(),
-            url,
-            authority: root.authority().to_string(),
-            root_key: root.get("public-key-id").to_string(),
-            serial: 0,
-            answer_expires: 0,
-            answer_signed: 0,
-            etag: None,
-        };
+        let remote = Remote::new(name, &url, &root);
         let added = self.state.update(|s| {
             if s.remotes.contains_key(name) {
                 return Err(StoreError::RemoteExists(name.to_string()));

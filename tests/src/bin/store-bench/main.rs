@@ -48,16 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let rounds: usize = args.get(5).map(|s| s.parse()).transpose()?.unwrap_or(40);
     let root = Assertion::parse(&std::fs::read(root_file)?)?;
     let ring = Keyring::new(&root)?;
-    let remote = Remote {
-        name: "bench".into(),
-        url: url.clone(),
-        authority: root.authority().to_string(),
-        root_key: root.get("public-key-id").to_string(),
-        serial: 0,
-        answer_expires: 0,
-        answer_signed: 0,
-        etag: None,
-    };
+    let remote = Remote::new("bench", url, &root);
     // What the store has: every pack's id and stable revision.
     let http = reqwest::Client::new();
     let found: Vec<Found> = http

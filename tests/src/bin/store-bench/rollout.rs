@@ -55,16 +55,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let failing: u64 = args.get(7).map(|s| s.parse()).transpose()?.unwrap_or(30);
     let root = packfmt::assertion::Assertion::parse(&std::fs::read(root_file)?)?;
     let ring = Keyring::new(&root)?;
-    let remote = Remote {
-        name: "bench".into(),
-        url: url.clone(),
-        authority: root.authority().to_string(),
-        root_key: root.get("public-key-id").to_string(),
-        serial: 0,
-        answer_expires: 0,
-        answer_signed: 0,
-        etag: None,
-    };
+    let remote = Remote::new("bench", url, &root);
     let http = reqwest::Client::new();
     let info: packfmt::store::PackInfo = http
         .get(format!("{url}/v1/packs/sim"))
