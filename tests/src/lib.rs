@@ -19,7 +19,7 @@ mod util;
 pub use mounts::mounts_under;
 use mounts::unmount_under;
 pub use run::Run;
-pub use util::{cpu_ticks, eventually};
+pub use util::{cpu_ticks, eventually, within};
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

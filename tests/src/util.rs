@@ -13,6 +13,16 @@ pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Waits up to `secs` until `what` holds, checking every 200 ms; fails the test otherwise.
+#[track_caller]
+pub fn within(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// CPU time (user + system, in clock ticks) process `pid` has used so far.
 pub fn cpu_ticks(pid: i32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");

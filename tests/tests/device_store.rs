@@ -5,11 +5,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use packd_tests::proxy::{Mode, Proxy};
 use packd_tests::store::{StoreServer, hello_pack, pack_store};
-use packd_tests::{Env, busybox_base, require_root, write_pack_dir};
+use packd_tests::{Env, busybox_base, require_root, within, write_pack_dir};
 
 /// A `hello` of `version`; with `failing`, its post-refresh hook fails.
 fn hello(env: &Env, version: &str, failing: bool) -> PathBuf {
@@ -64,15 +64,6 @@ fn installed(env: &Env, name: &str) -> Option<(String, String)> {
 
 fn revision(env: &Env, name: &str) -> String {
     installed(env, name).map(|(r, _)| r).unwrap_or_default()
-}
-
-/// Waits up to `secs` for `check`.
-fn within(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn add_remote(env: &Env, name: &str, url: &str, store: &StoreServer) {

@@ -4,10 +4,10 @@
 //! took it run the previous revision again.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use packd_tests::store::{StoreServer, hello_pack};
-use packd_tests::{Env, busybox_base, require_root};
+use packd_tests::{Env, busybox_base, require_root, within};
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
@@ -27,14 +27,6 @@ fn revision(env: &Env) -> String {
         .find(|p| p["name"] == "hello")
         .and_then(|p| p["revision"].as_str().map(str::to_string))
         .unwrap_or_default()
-}
-
-fn within(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn rollout(store: &StoreServer) -> serde_json::Value {
