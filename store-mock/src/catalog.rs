@@ -179,32 +179,42 @@ impl Catalog {
                     continue;
                 }
             };
-            let Some((released_to, rev)) = e.resolve_with_channel(&channel, now) else {
-                answer.errors.push(refuse(
-                    &e.pack.name,
-                    "no-release",
-                    format!(
-                        "{} has nothing released in {channel} or the channels it follows; see pack info {}",
-                        e.pack.name, e.pack.name
-                    ),
-                ));
-                continue;
-            };
-            // A rollout on the channel that offers: its revision for the devices of its open
-            // waves; the channel's own for the others; nothing for those that have it.
-            let rollout = self
-                .rollouts
-                .get(&e.pack.pack_id)
-                .and_then(|rs| rs.iter().find(|r| r.channel == released_to));
-            let rev = match rollout {
-                Some(r) if current == Some(r.revision) => continue,
-                Some(r) if r.offers(req.device_id.as_deref().unwrap_or("")) => {
-                    match e.revisions.get(&r.revision).filter(|x| x.revoked.is_none()) {
-                        Some(x) => x,
-                        None => rev,
-                    }
+            // A rollout on the channel asked for, or on one it falls through to before the
+            // one that offers, decides for the devices of its open waves.
+            let resolved = e.resolve_with_channel(&channel, now);
+            let rollout = self.rollouts.get(&e.pack.pack_id).and_then(|rs| {
+                let chain = channel.fall_through();
+                let stop = resolved
+                    .as_ref()
+                    .and_then(|(to, _)| chain.iter().position(|c| c == to))
+                    .unwrap_or(chain.len().saturating_sub(1));
+                chain[..=stop.min(chain.len().saturating_sub(1))]
+                    .iter()
+                    .find_map(|c| rs.iter().find(|r| r.channel == *c))
+            });
+            let mine = rollout.and_then(|r| {
+                let revision = e
+                    .revisions
+                    .get(&r.revision)
+                    .filter(|x| x.revoked.is_none())?;
+                Some((r, revision))
+            });
+            let (released_to, rev) = match (mine, resolved) {
+                // Those that have it keep it while it is under way.
+                (Some((r, _)), _) if current == Some(r.revision) => continue,
+                (Some((r, x)), _) if r.offers(req.device_id.as_deref()) => (r.channel.clone(), x),
+                (_, Some(found)) => found,
+                (_, None) => {
+                    answer.errors.push(refuse(
+                        &e.pack.name,
+                        "no-release",
+                        format!(
+                            "{} has nothing released in {channel} or the channels it follows; see pack info {}",
+                            e.pack.name, e.pack.name
+                        ),
+                    ));
+                    continue;
                 }
-                _ => rev,
             };
             if current == Some(rev.revision) {
                 continue;

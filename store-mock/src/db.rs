@@ -34,7 +34,11 @@ CREATE TABLE IF NOT EXISTS rollouts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, pack_id TEXT NOT NULL, channel TEXT NOT NULL,
     revision INTEGER NOT NULL, salt TEXT NOT NULL, waves TEXT NOT NULL, canaries TEXT NOT NULL,
     halt TEXT, state TEXT NOT NULL, why TEXT, wave INTEGER NOT NULL,
-    wave_started INTEGER NOT NULL, created INTEGER NOT NULL);
+    wave_started INTEGER NOT NULL, created INTEGER NOT NULL,
+    base_failed INTEGER NOT NULL DEFAULT 0, base_healthy INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS rollout_devices (
+    rollout INTEGER NOT NULL, device_id TEXT NOT NULL, outcome TEXT NOT NULL,
+    PRIMARY KEY (rollout, device_id, outcome));
 CREATE TABLE IF NOT EXISTS rollout_counts (
     rollout INTEGER NOT NULL, wave INTEGER NOT NULL, outcome TEXT NOT NULL,
     devices INTEGER NOT NULL, PRIMARY KEY (rollout, wave, outcome));
@@ -435,6 +439,9 @@ pub struct Report {
     /// The device's own id for this report: sent again, it still counts once.
     #[serde(default)]
     pub report_id: Option<String>,
+    /// The channel the revision came from (its offer's `released-to`).
+    #[serde(default)]
+    pub channel: Option<String>,
     pub device_id: String,
     pub pack_id: String,
     pub revision: u32,

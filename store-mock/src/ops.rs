@@ -38,7 +38,7 @@ impl Store {
         })
     }
 
-    /// Records a device's report (no change to what is offered: the serial stays).
+    /// Records a device's report; counted in its rollout, whose halt bumps the serial.
     pub fn report(&self, r: &crate::db::Report) -> Result<()> {
         if !crate::db::OUTCOMES.contains(&r.outcome.as_str()) {
             return Err(StoreError::Invalid(format!(
@@ -91,7 +91,7 @@ impl Store {
         Ok(true)
     }
 
-    fn reload(&self, db: &Db) -> Result<()> {
+    pub(crate) fn reload(&self, db: &Db) -> Result<()> {
         let fresh = Arc::new(Catalog::load(db)?);
         *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = fresh;
         Ok(())
@@ -242,6 +242,7 @@ impl Store {
                 revision_assertion(authority, &pack, revision, sha3, size, None, 0)?.sign(key)?;
             db.put_assertion(&a)?;
             for c in channels {
+                crate::rollouts::supersede(db, &pack.pack_id, c)?;
                 db.add_release(&pack.pack_id, c, Some(revision), now())?;
             }
             Ok(revision)
@@ -290,6 +291,7 @@ impl Store {
         let pack = self.owned(publisher, name)?;
         self.change(|db, _, _| {
             for c in channels {
+                crate::rollouts::supersede(db, &pack.pack_id, c)?;
                 db.add_release(&pack.pack_id, c, None, now())?;
             }
             Ok(())
@@ -329,6 +331,7 @@ impl Store {
         self.change(|db, key, authority| {
             let at = now();
             db.revoke_revision(&pack.pack_id, revision, at)?;
+            crate::rollouts::halt_revoked(db, &pack.pack_id, revision)?;
             let a = revision_assertion(
                 authority,
                 &pack,

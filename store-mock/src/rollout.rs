@@ -50,6 +50,10 @@ pub struct Waves(pub Vec<Wave>);
 
 /// The soak of a wave written without one.
 pub const DEFAULT_SOAK: i64 = 3600;
+/// The longest soak, a year.
+const MAX_SOAK: i64 = 366 * 86_400;
+/// The most waves a rollout has.
+const MAX_WAVES: usize = 20;
 
 impl Default for Waves {
     /// `1%,5%,25%,100%`, an hour each.
@@ -83,13 +87,21 @@ impl FromStr for Waves {
                 .and_then(|p| p.parse().ok())
                 .filter(|p: &f64| *p > 0.0 && *p <= 100.0)
                 .ok_or_else(|| {
-                    format!("invalid wave {part:?}: a share is 0.01% to 100%; {hint}")
+                    format!("invalid wave {part:?}: a share is above 0% and at most 100%; {hint}")
                 })?;
             let soak = match soak {
                 None => DEFAULT_SOAK,
-                Some(d) => humantime::parse_duration(d.trim())
-                    .map_err(|e| format!("invalid soak in {part:?}: {e}; {hint}"))?
-                    .as_secs() as i64,
+                Some(d) => {
+                    let secs = humantime::parse_duration(d.trim())
+                        .map_err(|e| format!("invalid soak in {part:?}: {e}; {hint}"))?
+                        .as_secs();
+                    if secs > MAX_SOAK as u64 {
+                        return Err(format!(
+                            "the soak in {part:?} is longer than a year; {hint}"
+                        ));
+                    }
+                    secs as i64
+                }
             };
             let share = pct / 100.0;
             if waves.last().is_some_and(|w: &Wave| w.share >= share) {
@@ -98,6 +110,9 @@ impl FromStr for Waves {
                 ));
             }
             waves.push(Wave { share, soak });
+        }
+        if waves.len() > MAX_WAVES {
+            return Err(format!("at most {MAX_WAVES} waves; {hint}"));
         }
         if waves.last().is_none_or(|w| w.share < 1.0) {
             return Err(format!("the last wave must be 100%; {hint}"));
@@ -209,8 +224,9 @@ mod tests {
         for (bad, why) in [
             ("10%,5%,100%", "must grow"),
             ("1%,50%", "last wave must be 100%"),
-            ("0%,100%", "0.01% to 100%"),
-            ("1:1h,100%", "0.01% to 100%"),
+            ("0%,100%", "above 0%"),
+            ("1:1h,100%", "above 0%"),
+            ("1%:400days,100%", "longer than a year"),
             ("1%:soon,100%", "invalid soak"),
         ] {
             let e = bad.parse::<Waves>().unwrap_err();

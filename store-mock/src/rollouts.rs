@@ -33,11 +33,18 @@ pub struct RolloutRow {
     pub wave: usize,
     pub wave_started: i64,
     pub created: i64,
+    /// The failed and healthy devices counted when it was last resumed: the rule looks at
+    /// what came after.
+    pub base: (u64, u64),
 }
 
 impl RolloutRow {
-    /// Whether the rollout offers its revision to `device` now.
-    pub fn offers(&self, device: &str) -> bool {
+    /// Whether the rollout offers its revision to `device` now (never to a device without
+    /// an id: they would all share one bucket).
+    pub fn offers(&self, device: Option<&str>) -> bool {
+        let Some(device) = device.filter(|d| !d.is_empty()) else {
+            return false;
+        };
         matches!(self.state, State::Running | State::Paused)
             && wave_of(&self.waves, &self.canaries, device, &self.salt) <= self.wave
     }
@@ -90,7 +97,7 @@ impl Db {
             .conn
             .prepare(
                 "SELECT id, pack_id, channel, revision, salt, waves, canaries, halt, state, why,
-                 wave, wave_started, created FROM rollouts ORDER BY id",
+                 wave, wave_started, created, base_failed, base_healthy FROM rollouts ORDER BY id",
             )
             .map_err(sql)?;
         let rows = q
@@ -116,17 +123,44 @@ impl Db {
                     wave: r.get::<_, i64>(10)? as usize,
                     wave_started: r.get(11)?,
                     created: r.get(12)?,
+                    base: (r.get::<_, i64>(13)? as u64, r.get::<_, i64>(14)? as u64),
                 })
             })
             .map_err(sql)?;
         rows.collect::<std::result::Result<_, _>>().map_err(sql)
     }
 
-    pub fn set_rollout(&self, id: i64, state: State, why: Option<&str>) -> Result<()> {
+    /// Moves rollout `id` to `state` if it is in one of `from`; whether it moved.
+    pub fn set_rollout(
+        &self,
+        id: i64,
+        from: &[State],
+        state: State,
+        why: Option<&str>,
+    ) -> Result<bool> {
+        let from: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let n = self
+            .conn
+            .execute(
+                &format!(
+                    "UPDATE rollouts SET state = ?2, why = ?3 WHERE id = ?1 AND state IN ({})",
+                    from.join(",")
+                ),
+                rusqlite::params![id, state.as_str(), why],
+            )
+            .map_err(sql)?;
+        Ok(n == 1)
+    }
+
+    fn rollout(&self, id: i64) -> Result<Option<RolloutRow>> {
+        Ok(self.rollouts()?.into_iter().find(|r| r.id == id))
+    }
+
+    fn set_base(&self, id: i64, base: (u64, u64)) -> Result<()> {
         self.conn
             .execute(
-                "UPDATE rollouts SET state = ?2, why = ?3 WHERE id = ?1",
-                rusqlite::params![id, state.as_str(), why],
+                "UPDATE rollouts SET base_failed = ?2, base_healthy = ?3 WHERE id = ?1",
+                rusqlite::params![id, base.0 as i64, base.1 as i64],
             )
             .map_err(sql)?;
         Ok(())
@@ -142,7 +176,18 @@ impl Db {
         Ok(())
     }
 
-    pub fn count(&self, rollout: i64, wave: usize, outcome: &str) -> Result<()> {
+    /// Counts `device`'s `outcome` in `wave`, once per device and outcome; whether it was new.
+    pub fn count(&self, rollout: i64, wave: usize, device: &str, outcome: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO rollout_devices (rollout, device_id, outcome) VALUES (?1,?2,?3)",
+                rusqlite::params![rollout, device, outcome],
+            )
+            .map_err(sql)?;
+        if n == 0 {
+            return Ok(false);
+        }
         self.conn
             .execute(
                 "INSERT INTO rollout_counts (rollout, wave, outcome, devices) VALUES (?1,?2,?3,1)
@@ -150,7 +195,49 @@ impl Db {
                 rusqlite::params![rollout, wave as i64, outcome],
             )
             .map_err(sql)?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// (failed, healthy) devices of the open waves of `r`.
+    fn finished(&self, r: &RolloutRow) -> Result<(u64, u64)> {
+        let counts = self.counts(r.id)?;
+        let sum = |o: &str| {
+            counts
+                .iter()
+                .filter(|(k, out, _)| *k <= r.wave && out == o)
+                .map(|c| c.2)
+                .sum::<u64>()
+        };
+        Ok((sum("failed"), sum("healthy")))
+    }
+
+    /// Halts `r` (running or paused) if its rule breaks on what came since its base.
+    fn check_rule(&self, r: &RolloutRow) -> Result<bool> {
+        let Some(halt) = &r.halt else {
+            return Ok(false);
+        };
+        let (failed, healthy) = self.finished(r)?;
+        let (failed, healthy) = (
+            failed.saturating_sub(r.base.0),
+            healthy.saturating_sub(r.base.1),
+        );
+        if !breaks(halt, failed, healthy) {
+            return Ok(false);
+        }
+        let why = format!(
+            "{failed} of {} devices that finished in wave {} failed (the rule: more than {}% of at least {})",
+            failed + healthy,
+            r.wave + 1,
+            halt.ratio * 100.0,
+            halt.min_reports
+        );
+        tracing::warn!(rollout = r.id, %why, "rollout halted");
+        self.set_rollout(
+            r.id,
+            &[State::Running, State::Paused],
+            State::Halted,
+            Some(&why),
+        )
     }
 
     /// (wave, outcome, devices) of a rollout.
@@ -172,9 +259,13 @@ impl Db {
     }
 }
 
+/// At most this many canaries per rollout.
+const MAX_CANARIES: usize = 1000;
+
 impl Store {
-    /// `pack-store release NAME REV CHANNEL --progressive`: a new rollout (ending any other
-    /// on that channel).
+    /// `pack-store release NAME REV CHANNEL --progressive`: a new rollout. One still running
+    /// or paused on that channel must be halted first (its devices would otherwise be offered
+    /// the channel's revision, a downgrade for those that took it).
     pub fn release_progressive(
         &self,
         publisher: &Publisher,
@@ -189,10 +280,13 @@ impl Store {
             Some(w) => w.parse().map_err(StoreError::Invalid)?,
             None => Waves::default(),
         };
-        if plan.canaries.iter().any(|c| c.is_empty() || c.len() > 128) {
-            return Err(StoreError::Invalid(
-                "a canary is a device id (1 to 128 characters)".into(),
-            ));
+        let mut canaries = plan.canaries.clone();
+        canaries.sort();
+        canaries.dedup();
+        if canaries.len() > MAX_CANARIES || canaries.iter().any(|c| c.is_empty() || c.len() > 128) {
+            return Err(StoreError::Invalid(format!(
+                "canaries are up to {MAX_CANARIES} device ids of 1 to 128 characters"
+            )));
         }
         let halt = if plan.no_halt {
             None
@@ -200,11 +294,22 @@ impl Store {
             let h = plan.halt.clone().unwrap_or_default();
             if !(0.0..1.0).contains(&h.ratio) {
                 return Err(StoreError::Invalid(
-                    "the halt threshold is 0% to 99%".into(),
+                    "the halt threshold is a share below 100%".into(),
                 ));
             }
             Some(h)
         };
+        let busy = self.lock().rollouts()?.into_iter().find(|r| {
+            r.pack_id == pack.pack_id
+                && r.channel == *channel
+                && matches!(r.state, State::Running | State::Paused)
+        });
+        if let Some(r) = busy {
+            return Err(StoreError::Conflict(format!(
+                "revision {} of {name} is rolling out to {channel}; halt it first (pack-store rollout {name} halt)",
+                r.revision
+            )));
+        }
         let row = RolloutRow {
             id: 0,
             pack_id: pack.pack_id.clone(),
@@ -212,13 +317,14 @@ impl Store {
             revision,
             salt: random_id(16)?,
             waves,
-            canaries: plan.canaries.clone(),
+            canaries,
             halt,
             state: State::Running,
             why: None,
             wave: 0,
             wave_started: now(),
             created: now(),
+            base: (0, 0),
         };
         self.change(|db, _, _| {
             supersede(db, &pack.pack_id, channel)?;
@@ -279,7 +385,7 @@ impl Store {
         Ok(out)
     }
 
-    /// `pack-store rollout NAME pause|resume|halt`, on its newest active rollout.
+    /// `pack-store rollout NAME pause|resume|halt`, on its newest rollout under way.
     pub fn control_rollout(
         &self,
         publisher: &Publisher,
@@ -287,66 +393,63 @@ impl Store {
         action: &str,
     ) -> Result<String> {
         let pack = self.owned(publisher, name)?;
-        let active = self
-            .lock()
-            .rollouts()?
-            .into_iter()
-            .rev()
-            .find(|r| r.pack_id == pack.pack_id && r.state.is_active())
-            .ok_or_else(|| StoreError::NotFound(format!("{name} has no rollout under way")))?;
-        let (state, why) = match (action, active.state) {
-            ("pause", State::Running) => (State::Paused, None),
-            ("resume", State::Paused | State::Halted) => (State::Running, None),
-            ("halt", State::Running | State::Paused) => {
-                (State::Halted, Some(format!("halted by {}", publisher.name)))
-            }
-            ("pause" | "resume" | "halt", s) => {
-                return Err(StoreError::Conflict(format!(
-                    "the rollout of {name} is {}; it cannot {action}",
-                    s.as_str()
-                )));
-            }
-            (other, _) => {
+        let (from, to): (&[State], State) = match action {
+            "pause" => (&[State::Running], State::Paused),
+            "resume" => (&[State::Paused, State::Halted], State::Running),
+            "halt" => (&[State::Running, State::Paused], State::Halted),
+            other => {
                 return Err(StoreError::Invalid(format!(
                     "unknown rollout action {other:?}; rollouts take: pause, resume, halt"
                 )));
             }
         };
+        let why = (to == State::Halted).then(|| format!("halted by {}", publisher.name));
         self.change(|db, _, _| {
-            db.set_rollout(active.id, state, why.as_deref())?;
-            if state == State::Running {
-                // Resumed: the current wave soaks again from now.
+            let active = db
+                .rollouts()?
+                .into_iter()
+                .rev()
+                .find(|r| r.pack_id == pack.pack_id && r.state.is_active())
+                .ok_or_else(|| StoreError::NotFound(format!("{name} has no rollout under way")))?;
+            if !db.set_rollout(active.id, from, to, why.as_deref())? {
+                return Err(StoreError::Conflict(format!(
+                    "the rollout of {name} is {}; it cannot {action}",
+                    active.state.as_str()
+                )));
+            }
+            if to == State::Running {
+                // Resumed: the current wave soaks again, and the rule counts from here.
                 db.open_wave(active.id, active.wave, now())?;
+                db.set_base(active.id, db.finished(&active)?)?;
             }
             Ok(())
         })?;
-        Ok(state.as_str().to_string())
+        Ok(to.as_str().to_string())
     }
 
-    /// Opens the waves whose predecessor soaked; finishes the rollouts whose last wave did.
+    /// Opens the waves whose predecessor soaked and finishes the rollouts whose last wave
+    /// did, each only if it is still running and its rule holds.
     pub fn tick_rollouts(&self) -> Result<bool> {
-        let due: Vec<RolloutRow> = self
-            .lock()
-            .rollouts()?
-            .into_iter()
-            .filter(|r| r.state == State::Running)
-            .filter(|r| {
-                r.waves
+        let soaked = |r: &RolloutRow| {
+            r.state == State::Running
+                && r.waves
                     .0
                     .get(r.wave)
                     .is_some_and(|w| now() - r.wave_started >= w.soak)
-            })
-            .collect();
-        if due.is_empty() {
+        };
+        if !self.lock().rollouts()?.iter().any(soaked) {
             return Ok(false);
         }
         self.change(|db, _, _| {
-            for r in &due {
+            // Read again inside the transaction: a release or a halt may have come since.
+            for r in db.rollouts()?.iter().filter(|r| soaked(r)) {
+                if db.check_rule(r)? {
+                    continue;
+                }
                 if r.wave + 1 < r.waves.0.len() {
                     db.open_wave(r.id, r.wave + 1, now())?;
-                } else {
+                } else if db.set_rollout(r.id, &[State::Running], State::Done, None)? {
                     db.add_release(&r.pack_id, &r.channel, Some(r.revision), now())?;
-                    db.set_rollout(r.id, State::Done, None)?;
                 }
             }
             Ok(())
@@ -354,58 +457,68 @@ impl Store {
         Ok(true)
     }
 
-    /// Counts a new report in its rollout's wave (a done rollout's too), and halts a running
-    /// rollout when the rule breaks.
+    /// Counts a new report in its rollout (the one on the report's channel, or the newest of
+    /// its revision; a done one too), once per device and outcome, in the device's wave; a
+    /// report from a device whose wave is not open is not counted. Halts the rollout when its
+    /// rule breaks; only then does the serial change.
     pub fn count_report(&self, r: &Report) -> Result<()> {
-        // A done rollout goes on counting: its late devices are part of its story.
-        let rollout = self.lock().rollouts()?.into_iter().rev().find(|x| {
-            x.pack_id == r.pack_id
-                && x.revision == r.revision
-                && (x.state.is_active() || x.state == State::Done)
-        });
-        let Some(x) = rollout else {
-            return Ok(());
-        };
-        let wave = wave_of(&x.waves, &x.canaries, &r.device_id, &x.salt);
-        let db = self.lock();
-        db.count(x.id, wave, &r.outcome)?;
-        let Some(halt) = &x.halt else {
-            return Ok(());
-        };
-        if x.state != State::Running {
-            return Ok(());
-        }
-        // The open waves are nested: their devices together are the current wave's.
-        let counts = db.counts(x.id)?;
-        let sum = |o: &str| {
-            counts
-                .iter()
-                .filter(|(k, out, _)| *k <= x.wave && out == o)
-                .map(|c| c.2)
-                .sum::<u64>()
-        };
-        let (failed, healthy) = (sum("failed"), sum("healthy"));
-        drop(db);
-        if breaks(halt, failed, healthy) {
-            let why = format!(
-                "{failed} of {} devices that finished in wave {} failed (the rule: more than {}% of at least {})",
-                failed + healthy,
-                x.wave + 1,
-                halt.ratio * 100.0,
-                halt.min_reports
-            );
-            tracing::warn!(rollout = x.id, %why, "rollout halted");
-            self.change(|db, _, _| db.set_rollout(x.id, State::Halted, Some(&why)))?;
+        let channel: Option<Channel> = r.channel.as_deref().and_then(|c| c.parse().ok());
+        let mut db = self.lock();
+        let halted = db.transaction(|db| {
+            let Some(x) = db.rollouts()?.into_iter().rev().find(|x| {
+                x.pack_id == r.pack_id
+                    && x.revision == r.revision
+                    && (x.state.is_active() || x.state == State::Done)
+                    && channel.as_ref().is_none_or(|c| *c == x.channel)
+            }) else {
+                return Ok(false);
+            };
+            let wave = wave_of(&x.waves, &x.canaries, &r.device_id, &x.salt);
+            if wave > x.wave || !db.count(x.id, wave, &r.device_id, &r.outcome)? {
+                return Ok(false);
+            }
+            if !matches!(r.outcome.as_str(), "failed" | "healthy") {
+                return Ok(false);
+            }
+            let x = db.rollout(x.id)?.unwrap_or(x);
+            if !matches!(x.state, State::Running | State::Paused) || !db.check_rule(&x)? {
+                return Ok(false);
+            }
+            db.bump()?;
+            Ok(true)
+        })?;
+        if halted {
+            self.reload(&db)?;
         }
         Ok(())
     }
 }
 
-/// Ends the active rollouts of `pack_id` on `channel` (a new release decides it now).
+/// Ends the rollouts under way of `pack_id` on `channel` (a new release decides it now).
 pub fn supersede(db: &Db, pack_id: &str, channel: &Channel) -> Result<()> {
     for r in db.rollouts()? {
-        if r.pack_id == pack_id && r.channel == *channel && r.state.is_active() {
-            db.set_rollout(r.id, State::Superseded, None)?;
+        if r.pack_id == pack_id && r.channel == *channel {
+            db.set_rollout(
+                r.id,
+                &[State::Running, State::Paused, State::Halted],
+                State::Superseded,
+                None,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Halts the rollouts of a revision being revoked.
+pub fn halt_revoked(db: &Db, pack_id: &str, revision: u32) -> Result<()> {
+    for r in db.rollouts()? {
+        if r.pack_id == pack_id && r.revision == revision {
+            db.set_rollout(
+                r.id,
+                &[State::Running, State::Paused],
+                State::Halted,
+                Some("its revision was revoked"),
+            )?;
         }
     }
     Ok(())
@@ -418,6 +531,7 @@ mod tests {
     fn report(id: &str, outcome: &str) -> Report {
         Report {
             report_id: Some(id.into()),
+            channel: None,
             device_id: "d1".into(),
             pack_id: "p".into(),
             revision: 2,
@@ -434,9 +548,10 @@ mod tests {
         assert!(db.add_report(&report("a", "healthy"), 1).unwrap());
         assert!(!db.add_report(&report("a", "healthy"), 2).unwrap());
         assert!(db.add_report(&report("b", "failed"), 3).unwrap());
-        db.count(7, 0, "failed").unwrap();
-        db.count(7, 0, "failed").unwrap();
-        db.count(7, 1, "healthy").unwrap();
+        assert!(db.count(7, 0, "d1", "failed").unwrap());
+        assert!(!db.count(7, 0, "d1", "failed").unwrap(), "one device, once");
+        assert!(db.count(7, 0, "d2", "failed").unwrap());
+        assert!(db.count(7, 1, "d3", "healthy").unwrap());
         let mut c = db.counts(7).unwrap();
         c.sort();
         assert_eq!(c, [(0, "failed".into(), 2), (1, "healthy".into(), 1)]);

@@ -39,7 +39,8 @@ pub struct RefreshArgs {
         conflicts_with_all = ["unhold", "no_wait"]
     )]
     pub hold: Option<String>,
-    /// Lift a hold on NAME's auto-refresh (or the hold on all packs) (root).
+    /// Lift the holds on NAME's auto-refresh (without NAME: every hold, the one on all packs
+    /// and each pack's) (root).
     #[arg(long, conflicts_with = "no_wait")]
     pub unhold: bool,
     /// Print JSON (with --list or --time).

@@ -40,6 +40,8 @@ pub struct Started {
     pub remote: String,
     pub pack_id: String,
     pub revision: u32,
+    /// The channel it came from (a rollout's, say).
+    pub channel: String,
     pub change: u64,
 }
 
@@ -349,13 +351,7 @@ impl StoreManager {
         events: &Events,
     ) -> Result<Started> {
         let grants = self.check_offer(remote, verified, offer)?;
-        self.queue_report(
-            &remote.name,
-            &offer.pack_id,
-            offer.revision,
-            "started",
-            None,
-        );
+        self.queue_report(&remote.name, offer, "started", None);
         let tracking = Tracking {
             remote: remote.name.clone(),
             pack_id: offer.pack_id.clone(),
@@ -367,6 +363,7 @@ impl StoreManager {
             remote: remote.name.clone(),
             pack_id: offer.pack_id.clone(),
             revision: offer.revision,
+            channel: offer.released_to.clone(),
             change,
         };
         // A revision kept from before (the current one revoked, say): go back to it.
@@ -423,13 +420,7 @@ impl StoreManager {
                 ),
             ));
         }
-        self.queue_report(
-            &remote.name,
-            &offer.pack_id,
-            offer.revision,
-            "downloaded",
-            None,
-        );
+        self.queue_report(&remote.name, offer, "downloaded", None);
         self.keep_assertions(remote, verified)?;
         let staged = self.stage(&partial, offer)?;
         let packs = self.packs.clone();

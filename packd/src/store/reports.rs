@@ -25,12 +25,30 @@ fn kebab(kind: TaskKind) -> String {
 }
 
 impl StoreManager {
-    /// Queues `outcome` of `revision` of `pack_id` for `remote`.
+    /// Queues `outcome` of `offer` for `remote`.
     pub(super) fn queue_report(
+        &self,
+        remote: &str,
+        offer: &packfmt::store::Offer,
+        outcome: &str,
+        failure: Option<(String, String)>,
+    ) {
+        self.queue(
+            remote,
+            &offer.pack_id,
+            offer.revision,
+            &offer.released_to,
+            outcome,
+            failure,
+        )
+    }
+
+    fn queue(
         &self,
         remote: &str,
         pack_id: &str,
         revision: u32,
+        channel: &str,
         outcome: &str,
         failure: Option<(String, String)>,
     ) {
@@ -45,6 +63,7 @@ impl StoreManager {
                 "device-id": s.device_id,
                 "pack-id": pack_id,
                 "revision": revision,
+                "channel": channel,
                 "outcome": outcome,
                 "task": failure.as_ref().map(|f| f.0.clone()),
                 "message": failure.as_ref().map(|f| f.1.clone()),
@@ -80,7 +99,7 @@ impl StoreManager {
             (linked, failure)
         });
         let report = |outcome: &str, f: Option<(String, String)>| {
-            self.queue_report(&s.remote, &s.pack_id, s.revision, outcome, f)
+            self.queue(&s.remote, &s.pack_id, s.revision, &s.channel, outcome, f)
         };
         if linked {
             report("installed", None);
