@@ -1,8 +1,9 @@
-//! Installing and refreshing from a store: ask (one verified refresh request per remote),
-//! then for each offer check its signed declaration and revision, download it into the
-//! cache hashed as it streams, and hand it to the pack manager as a store revision. What fails
-//! leaves the device as it was: no change is planned before everything verified, and the only
-//! thing kept is a partial download, for the next try to resume.
+//! Installing from a store, and the steps installs and refreshes (`refresh.rs`) share: ask
+//! (one verified refresh request per remote), then for each offer check its signed
+//! declaration and revision, download it into the cache hashed as it streams, and hand it to
+//! the pack manager as a store revision. What fails leaves the device as it was: no change is
+//! planned before everything verified; what stays is a partial download (for the next try to
+//! resume), the remote's newest serial, and the reports queued for the store.
 
 use std::path::PathBuf;
 

@@ -3,9 +3,9 @@
 //!
 //! - [`client`]: the store's HTTP API, with the checks on every answer;
 //! - [`assertdb`]: verified assertions, one directory per remote;
-//! - `fetch`: installing and refreshing: one refresh request per remote, then each offer's
-//!   download, hashed as it streams and checked against its signed `pack-revision`, handed to
-//!   the pack manager as a store revision. A download happens before any change exists (as an
+//! - `fetch`: installing, and what refreshing shares with it: one refresh request per
+//!   remote, then each offer's download, hashed as it streams and checked against its signed
+//!   `pack-revision`, handed to the pack manager as a store revision. A download happens before any change exists (as an
 //!   upload does), so a change never waits on the network and a crash never resumes half a
 //!   download; the cache keeps partial downloads (bounded) so the next try resumes them;
 //! - `refresh`: `pack refresh` (and `--list`, `switch`), and the timer's refreshes;
