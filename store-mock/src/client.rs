@@ -123,10 +123,15 @@ impl Client {
         .await
     }
 
-    pub async fn control_rollout(&self, name: &str, action: &str) -> anyhow::Result<Value> {
+    pub async fn control_rollout(
+        &self,
+        name: &str,
+        action: &str,
+        channel: Option<&str>,
+    ) -> anyhow::Result<Value> {
         self.answer(
             self.post(&format!("/v1/packs/{name}/rollouts"))?
-                .json(&serde_json::json!({ "action": action })),
+                .json(&serde_json::json!({ "action": action, "channel": channel })),
         )
         .await
     }

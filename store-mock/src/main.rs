@@ -125,6 +125,9 @@ enum Command {
         name: String,
         /// pause, resume or halt.
         action: Option<String>,
+        /// The rollout on this channel, when the pack has them on several [default: the newest].
+        #[arg(long, requires = "action")]
+        channel: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -322,9 +325,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 v["rollout"]
             )?;
         }
-        Command::Rollout { name, action, json } => {
+        Command::Rollout {
+            name,
+            action,
+            channel,
+            json,
+        } => {
             if let Some(a) = action {
-                let v = client(&cli)?.control_rollout(name, a).await?;
+                let v = client(&cli)?
+                    .control_rollout(name, a, channel.as_deref())
+                    .await?;
                 writeln!(
                     out,
                     "the rollout of {name} is {}",

@@ -385,12 +385,14 @@ impl Store {
         Ok(out)
     }
 
-    /// `pack-store rollout NAME pause|resume|halt`, on its newest rollout under way.
+    /// `pack-store rollout NAME pause|resume|halt [--channel C]`, on its newest rollout under
+    /// way (on channel C).
     pub fn control_rollout(
         &self,
         publisher: &Publisher,
         name: &str,
         action: &str,
+        channel: Option<&Channel>,
     ) -> Result<String> {
         let pack = self.owned(publisher, name)?;
         let (from, to): (&[State], State) = match action {
@@ -409,7 +411,11 @@ impl Store {
                 .rollouts()?
                 .into_iter()
                 .rev()
-                .find(|r| r.pack_id == pack.pack_id && r.state.is_active())
+                .find(|r| {
+                    r.pack_id == pack.pack_id
+                        && r.state.is_active()
+                        && channel.is_none_or(|c| *c == r.channel)
+                })
                 .ok_or_else(|| StoreError::NotFound(format!("{name} has no rollout under way")))?;
             if !db.set_rollout(active.id, from, to, why.as_deref())? {
                 return Err(StoreError::Conflict(format!(

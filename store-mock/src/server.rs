@@ -356,6 +356,9 @@ async fn rollouts(
 #[derive(Deserialize)]
 struct RolloutAction {
     action: String,
+    /// Which rollout, when the pack has them on several channels.
+    #[serde(default)]
+    channel: Option<String>,
 }
 
 /// `POST /v1/packs/NAME/rollouts` with `{"action": "pause"|"resume"|"halt"}`.
@@ -366,7 +369,14 @@ async fn control_rollout(
     Json(b): Json<RolloutAction>,
 ) -> ApiResult<Response> {
     let p = publisher(&s, &headers)?;
-    let state = blocking(move || s.control_rollout(&p, &name, &b.action)).await?;
+    let channel = match &b.channel {
+        Some(c) => Some(
+            c.parse::<crate::channel::Channel>()
+                .map_err(|e| StoreError::Invalid(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let state = blocking(move || s.control_rollout(&p, &name, &b.action, channel.as_ref())).await?;
     Ok(Json(serde_json::json!({ "state": state })).into_response())
 }
 

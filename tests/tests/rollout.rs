@@ -216,7 +216,9 @@ fn twenty_devices_roll_out_wave_by_wave_and_a_failing_release_halts_by_itself() 
         ])
         .ok();
     within(30, "the canary takes 4", || revision(&devices[2]) == "4");
-    let out = store.publish(&["rollout", "hello", "halt"]).ok();
+    let out = store
+        .publish(&["rollout", "hello", "halt", "--channel", "stable"])
+        .ok();
     assert!(out.contains("is halted"), "{out}");
     store.publish(&["release", "hello", "2", "stable"]).ok();
     assert_eq!(rollout(&store)["state"], "superseded");
