@@ -84,6 +84,18 @@ impl StoreServer {
         server
     }
 
+    /// A new store with busybox released to stable and hello registered (the store tests'
+    /// usual start).
+    pub fn with_base() -> StoreServer {
+        let store = StoreServer::start();
+        store.publish(&["register", "busybox"]).ok();
+        store.publish(&["register", "hello"]).ok();
+        let base = crate::busybox_base();
+        let base = base.to_str().expect("utf-8 path");
+        store.publish(&["upload", base, "--release", "stable"]).ok();
+        store
+    }
+
     /// Starts serving (again), on a new port.
     pub fn serve(&mut self) {
         assert!(self.child.is_none(), "the store is being served already");

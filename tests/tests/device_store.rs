@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use packd_tests::proxy::{Mode, Proxy};
 use packd_tests::store::{StoreServer, hello_pack, pack_store};
-use packd_tests::{Env, busybox_base, require_root, within, write_pack_dir};
+use packd_tests::{Env, require_root, within, write_pack_dir};
 
 /// A `hello` of `version`; with `failing`, its post-refresh hook fails.
 fn hello(env: &Env, version: &str, failing: bool) -> PathBuf {
@@ -19,22 +19,6 @@ fn hello(env: &Env, version: &str, failing: bool) -> PathBuf {
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
-/// Publishes busybox (stable) and registers hello.
-fn store_with_base() -> StoreServer {
-    let store = StoreServer::start();
-    store.publish(&["register", "busybox"]).ok();
-    store.publish(&["register", "hello"]).ok();
-    store
-        .publish(&[
-            "upload",
-            busybox_base().to_str().unwrap(),
-            "--release",
-            "stable",
-        ])
-        .ok();
-    store
 }
 
 fn upload(store: &StoreServer, file: &Path, channels: &str) -> u64 {
@@ -84,7 +68,7 @@ fn add_remote(env: &Env, name: &str, url: &str, store: &StoreServer) {
 fn a_device_installs_by_name_and_keeps_itself_up_to_date() {
     require_root!();
     let env = Env::new();
-    let store = store_with_base();
+    let store = StoreServer::with_base();
     let v1 = hello(&env, "1.0", false);
     let v2 = hello(&env, "2.0", false);
     assert_eq!(upload(&store, &v1, "stable"), 1);
@@ -345,7 +329,7 @@ fn a_device_installs_by_name_and_keeps_itself_up_to_date() {
 fn what_a_store_sends_wrong_is_refused_and_leaves_the_device_as_it_was() {
     require_root!();
     let env = Env::new();
-    let mut store = store_with_base();
+    let mut store = StoreServer::with_base();
     let v1 = hello(&env, "1.0", false);
     upload(&store, &v1, "stable");
     let proxy = Proxy::start(&store.url);
@@ -503,7 +487,7 @@ fn a_provisioned_remote_is_trusted_and_a_metered_connection_holds_auto_refresh()
     let mut env = Env::stopped();
     env.set_daemon_env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address);
     // The image carries its remote under etc/.
-    let store = store_with_base();
+    let store = StoreServer::with_base();
     let provisioned = env.root.join("etc/packd/remotes");
     fs::create_dir_all(&provisioned).unwrap();
     fs::write(provisioned.join("acme.url"), format!("{}\n", store.url)).unwrap();

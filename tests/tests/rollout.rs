@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use packd_tests::store::{StoreServer, hello_pack};
-use packd_tests::{Env, busybox_base, require_root, within};
+use packd_tests::{Env, require_root, within};
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
@@ -38,22 +38,12 @@ const DEVICES: usize = 20;
 #[test]
 fn twenty_devices_roll_out_wave_by_wave_and_a_failing_release_halts_by_itself() {
     require_root!();
-    let store = StoreServer::start();
+    let store = StoreServer::with_base();
     let work = tempfile::Builder::new()
         .prefix("packd-e2e-rollout-")
         .tempdir()
         .unwrap();
     let devices: Vec<Env> = (0..DEVICES).map(|_| Env::new()).collect();
-    store.publish(&["register", "busybox"]).ok();
-    store.publish(&["register", "hello"]).ok();
-    store
-        .publish(&[
-            "upload",
-            busybox_base().to_str().unwrap(),
-            "--release",
-            "stable",
-        ])
-        .ok();
     let up = |f: &PathBuf| store.publish(&["upload", f.to_str().unwrap()]).ok();
     let v1 = hello(work.path(), &devices[0], "1.0", false);
     store
