@@ -55,8 +55,6 @@ pub enum StoreError {
     NotFromStore { name: String },
     #[error("pack {0:?} is installed already; refresh it with 'pack refresh {0}'")]
     Installed(String),
-    #[error("pack {0:?} is not installed; see 'pack list'")]
-    NotInstalled(String),
     #[error("{0}")]
     Pack(#[from] PackError),
     #[error("{0}")]
@@ -75,7 +73,6 @@ impl StoreError {
             | StoreError::BadRequest(_)
             | StoreError::NotFromStore { .. } => ErrorKind::BadRequest,
             StoreError::Installed(_) => ErrorKind::PackAlreadyInstalled,
-            StoreError::NotInstalled(_) => ErrorKind::PackNotFound,
             StoreError::StoreSays { code, .. } if code == "not-found" => ErrorKind::PackNotFound,
             StoreError::StoreSays { .. } => ErrorKind::BadRequest,
             StoreError::Unreachable { .. }

@@ -77,13 +77,12 @@ impl StoreManager {
             }
         }
         match having.len() {
-            // Nobody has it, but somebody could not say: that is the answer then.
-            0 if failed.is_some() => Err(failed.unwrap_or(StoreError::NoRemotes)),
-            0 => Err(StoreError::StoreSays {
+            // Nobody has it: unless somebody could not say, that is the answer.
+            0 => Err(failed.unwrap_or_else(|| StoreError::StoreSays {
                 name: name.to_string(),
                 code: "not-found".into(),
                 message: "no remote has a pack of that name; see 'pack find'".into(),
-            }),
+            })),
             1 => Ok(having.remove(0)),
             _ => Err(StoreError::WhichRemote(
                 having

@@ -45,7 +45,7 @@ impl StoreManager {
                 .iter()
                 .find(|n| !out.iter().any(|(_, i)| &i.name == *n))
             {
-                return Err(StoreError::NotInstalled(missing.clone()));
+                return Err(crate::packs::PackError::NotInstalled(missing.clone()).into());
             }
             Ok(out)
         })
@@ -69,7 +69,6 @@ impl StoreManager {
         }
         let now = now();
         let mut remotes: Vec<String> = targets.iter().map(|(r, _)| r.clone()).collect();
-        remotes.dedup();
         remotes.sort();
         remotes.dedup();
         let mut started = Vec::new();
